@@ -1,0 +1,134 @@
+"""The agent: world model + behavior, their optimisers, acting and one training update."""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from typing import Any, Literal
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from dreamer.behavior import Behavior
+from dreamer.config import Config
+from dreamer.nets.rssm import Latent
+from dreamer.optim import Optimizer
+from dreamer.world_model import WorldModel
+
+PolicyState = tuple[Latent, Tensor]  # (RSSM state, previous action), each (N, ...)
+Mode = Literal["train", "eval", "greedy"]
+
+
+def resolve_device(name: str) -> torch.device:
+    """`auto` picks CUDA when present, else CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} requested but CUDA is not available; use --device cpu or auto")
+    return device
+
+
+class Agent(nn.Module):
+    def __init__(self, cfg: Config, obs_space: gym.spaces.Dict, act_space: gym.spaces.Space):
+        super().__init__()
+        self.obs_space, self.act_space = obs_space, act_space
+        self.discrete = isinstance(act_space, gym.spaces.Discrete)
+        self.wm = WorldModel(
+            obs_space, act_space, rssm=cfg.rssm, encoder=cfg.encoder, decoder=cfg.decoder,
+            reward_head=cfg.reward_head, cont_head=cfg.cont_head, twohot=cfg.twohot, loss=cfg.world_model,
+        )
+        self.behavior = Behavior(
+            self.wm.rssm.feat_dim, act_space, self.wm.twohot,
+            actor=cfg.actor, critic=cfg.critic, behavior=cfg.behavior,
+        )
+        self.optim_cfg = cfg.optim
+        self.optimizers: dict[str, Optimizer] = {}
+
+    @property
+    def device(self) -> torch.device:
+        return self.wm.rssm.initial.device
+
+    def parameter_counts(self) -> dict[str, int]:
+        """World model, actor, critic and their total (the slow critic excluded, as in P1)."""
+        count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+        counts = {"world_model": count(self.wm), "actor": count(self.behavior.actor),
+                  "critic": count(self.behavior.critic)}
+        counts["total"] = sum(counts.values())
+        return counts
+
+    def _optimizers(self) -> dict[str, Optimizer]:
+        """Built on first use, after the module has been moved to its device."""
+        if not self.optimizers:
+            cfg = self.optim_cfg
+            self.optimizers = {
+                "world_model": Optimizer(cfg.world_model, self.wm.parameters()),
+                "actor": Optimizer(cfg.actor, self.behavior.actor.parameters()),
+                "critic": Optimizer(cfg.critic, self.behavior.critic.parameters()),
+            }
+        return self.optimizers
+
+    def _autocast(self):
+        if self.device.type == "cuda" and torch.cuda.is_bf16_supported():
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return nullcontext()
+
+    def to_tensors(self, data: dict[str, Any]) -> dict[str, Tensor]:
+        return {k: torch.as_tensor(v).to(self.device, non_blocking=True) for k, v in data.items()}
+
+    def train(self, batch: dict[str, Any] | bool = True) -> Any:  # type: ignore[override]
+        """One update of world model, actor and critic on a (B, T) replay batch; returns metrics.
+
+        Called with a bool it is `nn.Module.train(mode)`, so `.eval()` keeps working.
+        """
+        if isinstance(batch, bool):
+            return super().train(batch)
+        batch = self.to_tensors(batch)
+        optims = self._optimizers()
+        with self._autocast():
+            wm_loss, post, metrics = self.wm.loss(batch)
+        metrics["grad_norm/world_model"] = optims["world_model"].step(wm_loss)
+
+        start = post.detach().map(lambda x: x.flatten(0, 1))  # (B*T, ...)
+        start_cont = 1.0 - batch["is_terminal"].flatten().float()
+        with self._autocast():
+            actor_loss, critic_loss, behavior_metrics = self.behavior.loss(self.wm, start, start_cont)
+        metrics.update(behavior_metrics)
+        metrics["grad_norm/actor"] = optims["actor"].step(actor_loss)
+        metrics["grad_norm/critic"] = optims["critic"].step(critic_loss)
+        self.behavior.update_slow_critic()
+        metrics["loss/world_model"] = wm_loss.detach()
+        names = list(metrics)
+        values = torch.stack([metrics[k].detach().float() for k in names]).tolist()  # one host sync
+        return dict(zip(names, values))
+
+    @torch.no_grad()
+    def policy(
+        self, obs: dict[str, Any], state: PolicyState | None = None, mode: Mode = "train"
+    ) -> tuple[Tensor, PolicyState]:
+        """Act for a batch of N envs. obs: arrays (N, ...) with `is_first`; returns the action in
+        model form (one-hot (N, A) for discrete, (N, A) in [-1, 1] for continuous) and the state."""
+        if mode not in ("train", "eval", "greedy"):
+            raise ValueError(f"unknown policy mode {mode!r}; accepted: train, eval, greedy")
+        obs = self.to_tensors(obs)
+        is_first = obs["is_first"]
+        rssm = self.wm.rssm
+        if state is None:
+            latent = rssm.initial_state(is_first.shape[0])
+            prev_action = torch.zeros(is_first.shape[0], rssm.action_dim, device=self.device)
+        else:
+            latent, prev_action = state
+        embed = self.wm.encoder(obs)
+        latent, _ = rssm.obs_step(latent, prev_action, rssm.project_embed(embed), is_first)
+        dist = self.behavior.actor(latent.feat())
+        action = dist.mode() if mode == "greedy" else dist.sample()
+        if not self.discrete:
+            action = action.clamp(-1.0, 1.0)
+        return action, (latent, action)
+
+    def env_action(self, action: Tensor) -> np.ndarray:
+        """Model-form actions (N, A) -> env actions: indices for discrete, floats for continuous."""
+        if self.discrete:
+            return action.argmax(-1).cpu().numpy()
+        return action.cpu().numpy()

@@ -1,0 +1,196 @@
+"""Actor and critic learned in imagination (P1 section 'actor critic learning', eq. 6-8).
+
+From every posterior state of the batch the world model imagines `horizon` steps under the actor.
+Returns are lambda-returns bootstrapped with the critic being trained; advantages are scaled by
+S = max(1, EMA of the 95th - 5th return percentile). The critic regresses two-hot returns and is
+pulled towards its slow EMA copy. Discrete actors learn by REINFORCE, so imagination runs without
+an autograd tape through the dynamics; continuous actors backpropagate returns through it.
+"""
+
+from __future__ import annotations
+
+import copy
+from contextlib import contextmanager
+from typing import Iterator
+
+import gymnasium as gym
+import torch
+from torch import Tensor, nn
+
+from dreamer.config import ActorConfig, BehaviorConfig, CriticConfig
+from dreamer.nets.dists import BoundedNormal, OneHotDist, TwoHot, unimix_logits
+from dreamer.nets.layers import MLP, linear
+from dreamer.nets.rssm import Latent
+from dreamer.world_model import WorldModel, action_dim
+
+
+def lambda_return(reward: Tensor, value: Tensor, cont: Tensor, lam: float) -> Tensor:
+    """TD(lambda) returns over imagined states s_0..s_H (P1 eq. 7).
+
+    reward, value, cont: (B, H+1); cont already includes the discount. Result (B, H) with
+    R_t = reward[:, t+1] + cont[:, t+1] ((1 - lam) value[:, t+1] + lam R_{t+1}) and R_H = value[:, H].
+    """
+    horizon = reward.shape[1] - 1
+    returns = []
+    last = value[:, -1]
+    for t in reversed(range(horizon)):
+        last = reward[:, t + 1] + cont[:, t + 1] * ((1 - lam) * value[:, t + 1] + lam * last)
+        returns.append(last)
+    return torch.stack(returns[::-1], 1)
+
+
+class ReturnNorm(nn.Module):
+    """EMA of the low and high return percentiles; scale S = max(floor, high - low) (P1 eq. 8)."""
+
+    def __init__(self, decay: float, low: float, high: float, floor: float):
+        super().__init__()
+        self.decay, self.floor = decay, floor
+        self.register_buffer("quantiles", torch.tensor([low, high]), persistent=False)
+        self.register_buffer("low", torch.zeros(()))
+        self.register_buffer("high", torch.zeros(()))
+
+    @torch.no_grad()
+    def update(self, returns: Tensor) -> None:
+        low, high = torch.quantile(returns.detach().float().flatten(), self.quantiles)
+        self.low.lerp_(low, 1 - self.decay)
+        self.high.lerp_(high, 1 - self.decay)
+
+    def scale(self) -> Tensor:
+        return torch.clamp(self.high - self.low, min=self.floor)
+
+
+class Actor(nn.Module):
+    """feat (..., F) -> action distribution: unimix categorical or bounded Normal."""
+
+    def __init__(self, cfg: ActorConfig, feat_dim: int, act_space: gym.spaces.Space):
+        super().__init__()
+        self.cfg = cfg
+        self.discrete = isinstance(act_space, gym.spaces.Discrete)
+        size = action_dim(act_space)
+        self.mlp = MLP(feat_dim, cfg.units, cfg.layers)
+        self.out = linear(self.mlp.out_dim, size if self.discrete else 2 * size)
+
+    def forward(self, feat: Tensor) -> OneHotDist | BoundedNormal:
+        raw = self.out(self.mlp(feat))
+        if self.discrete:
+            return OneHotDist(unimix_logits(raw, self.cfg.unimix))
+        return BoundedNormal(raw, self.cfg.min_std, self.cfg.max_std)
+
+
+class Critic(nn.Module):
+    """feat (..., F) -> two-hot logits of the return; the output layer starts at zero."""
+
+    def __init__(self, cfg: CriticConfig, feat_dim: int, bins: int):
+        super().__init__()
+        self.mlp = MLP(feat_dim, cfg.units, cfg.layers)
+        self.out = linear(self.mlp.out_dim, bins, zero=True)
+
+    def forward(self, feat: Tensor) -> Tensor:
+        return self.out(self.mlp(feat))
+
+
+@contextmanager
+def frozen(*modules: nn.Module) -> Iterator[None]:
+    """Parameters get no gradient inside the block (activations still carry one)."""
+    params = [p for m in modules for p in m.parameters() if p.requires_grad]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in params:
+            p.requires_grad_(True)
+
+
+class Behavior(nn.Module):
+    def __init__(
+        self,
+        feat_dim: int,
+        act_space: gym.spaces.Space,
+        twohot: TwoHot,
+        *,
+        actor: ActorConfig,
+        critic: CriticConfig,
+        behavior: BehaviorConfig,
+    ):
+        super().__init__()
+        self.cfg, self.critic_cfg, self.actor_cfg = behavior, critic, actor
+        self.twohot = twohot
+        self.actor = Actor(actor, feat_dim, act_space)
+        self.critic = Critic(critic, feat_dim, twohot.bins.numel())
+        self.slow_critic = copy.deepcopy(self.critic).requires_grad_(False)
+        self.return_norm = ReturnNorm(behavior.return_decay, behavior.return_low, behavior.return_high,
+                                      behavior.return_floor)
+        self.gamma = 1.0 - 1.0 / behavior.discount_horizon
+
+    @torch.no_grad()
+    def update_slow_critic(self) -> None:
+        """slow <- (1 - rate) slow + rate critic."""
+        for slow, fast in zip(self.slow_critic.parameters(), self.critic.parameters()):
+            slow.lerp_(fast, self.critic_cfg.slow_rate)
+
+    def _policy(self, state: Latent) -> tuple[Tensor, Tensor]:
+        """Sample an action; the aux output is the log-probability (discrete) or entropy."""
+        dist = self.actor(state.feat())
+        action = dist.sample()
+        if self.actor.discrete:
+            return action, torch.stack([dist.log_prob(action.detach()), dist.entropy()], -1)
+        return action, dist.entropy()[..., None]
+
+    def loss(
+        self, wm: WorldModel, start: Latent, start_cont: Tensor
+    ) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
+        """Actor and critic losses from imagined rollouts.
+
+        start: posterior states (N, ...), gradients stopped; start_cont (N,) = 1 - is_terminal.
+        """
+        discrete = self.actor.discrete
+        with frozen(wm):
+            traj, actions, aux = wm.rssm.imagine(start, self._policy, self.cfg.horizon, dynamics_grad=not discrete)
+            feat = traj.feat()  # (N, H+1, F)
+            reward = wm.twohot.mean(wm.reward(feat))  # (N, H+1)
+            cont = (wm.cont(feat) > 0).float() * self.gamma
+            cont = torch.cat([start_cont[:, None].float(), cont[:, 1:]], 1)
+            critic_logits = self.critic(feat.detach())  # (N, H+1, bins)
+            if discrete:
+                value = self.twohot.mean(critic_logits).detach()
+            else:
+                with frozen(self.critic):
+                    value = self.twohot.mean(self.critic(feat))
+        returns = lambda_return(reward, value, cont, self.cfg.lam)  # (N, H)
+        weight = torch.cumprod(cont, 1).detach()[:, :-1]  # (N, H)
+
+        self.return_norm.update(returns)
+        scale = self.return_norm.scale()
+        baseline = value[:, :-1].detach()
+        if discrete:
+            logp, entropy = aux.unbind(-1)
+            adv = ((returns - baseline) / scale).detach()
+            actor_objective = adv * logp
+        else:
+            entropy = aux[..., 0]
+            adv = (returns - baseline) / scale
+            actor_objective = adv
+        actor_loss = -(weight * (actor_objective + self.actor_cfg.entropy * entropy)).mean()
+
+        with torch.no_grad():
+            slow_value = self.twohot.mean(self.slow_critic(feat[:, :-1].detach()))
+        logits = critic_logits[:, :-1]
+        critic_loss = self.twohot.loss(logits, returns.detach()) + self.critic_cfg.slow_reg * self.twohot.loss(
+            logits, slow_value
+        )
+        critic_loss = (weight * critic_loss).mean()
+
+        metrics = {
+            "loss/actor": actor_loss.detach(),
+            "loss/critic": critic_loss.detach(),
+            "actor/entropy": entropy.mean().detach(),
+            "behavior/return": returns.mean().detach(),
+            "behavior/value": baseline.mean(),
+            "behavior/imag_reward": reward[:, 1:].mean().detach(),
+            "behavior/return_scale": scale.detach(),
+            "behavior/return_low": self.return_norm.low.clone(),
+            "behavior/return_high": self.return_norm.high.clone(),
+            "behavior/advantage_abs": adv.abs().mean().detach(),
+        }
+        return actor_loss, critic_loss, metrics

@@ -1,0 +1,1 @@
+"""Networks and distributions: layers, dists, and the RSSM."""
