@@ -1,0 +1,3 @@
+"""DreamerV3 world-model reinforcement learning in PyTorch."""
+
+__version__ = "0.1.0"

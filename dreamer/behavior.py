@@ -39,6 +39,19 @@ def lambda_return(reward: Tensor, value: Tensor, cont: Tensor, lam: float) -> Te
     return torch.stack(returns[::-1], 1)
 
 
+def actor_loss(objective: Tensor, entropy: Tensor, weight: Tensor, eta: float) -> Tensor:
+    """-mean(w (objective + eta H(pi)))  (P1 eq. 8). For REINFORCE the objective is
+    sg(adv) log pi(a); for dynamics backprop it is the normalised advantage itself. (N, H) each."""
+    return -(weight * (objective + eta * entropy)).mean()
+
+
+def critic_loss(twohot: TwoHot, logits: Tensor, returns: Tensor, slow_value: Tensor, weight: Tensor,
+                slow_reg: float) -> Tensor:
+    """mean(w (CE(logits, twohot(sg(R))) + slow_reg CE(logits, twohot(slow critic mean))))  (P1 eq. 7)."""
+    loss = twohot.loss(logits, returns.detach()) + slow_reg * twohot.loss(logits, slow_value.detach())
+    return (weight * loss).mean()
+
+
 class ReturnNorm(nn.Module):
     """EMA of the low and high return percentiles; scale S = max(floor, high - low) (P1 eq. 8)."""
 
@@ -163,27 +176,23 @@ class Behavior(nn.Module):
         self.return_norm.update(returns)
         scale = self.return_norm.scale()
         baseline = value[:, :-1].detach()
+        adv = (returns - baseline) / scale  # (N, H), every path normalised
         if discrete:
             logp, entropy = aux.unbind(-1)
-            adv = ((returns - baseline) / scale).detach()
-            actor_objective = adv * logp
+            objective = adv.detach() * logp
         else:
             entropy = aux[..., 0]
-            adv = (returns - baseline) / scale
-            actor_objective = adv
-        actor_loss = -(weight * (actor_objective + self.actor_cfg.entropy * entropy)).mean()
+            objective = adv
+        policy = actor_loss(objective, entropy, weight, self.actor_cfg.entropy)
 
         with torch.no_grad():
             slow_value = self.twohot.mean(self.slow_critic(feat[:, :-1].detach()))
-        logits = critic_logits[:, :-1]
-        critic_loss = self.twohot.loss(logits, returns.detach()) + self.critic_cfg.slow_reg * self.twohot.loss(
-            logits, slow_value
-        )
-        critic_loss = (weight * critic_loss).mean()
+        value_loss = critic_loss(self.twohot, critic_logits[:, :-1], returns, slow_value, weight,
+                                 self.critic_cfg.slow_reg)
 
         metrics = {
-            "loss/actor": actor_loss.detach(),
-            "loss/critic": critic_loss.detach(),
+            "loss/actor": policy.detach(),
+            "loss/critic": value_loss.detach(),
             "actor/entropy": entropy.mean().detach(),
             "behavior/return": returns.mean().detach(),
             "behavior/value": baseline.mean(),
@@ -193,4 +202,4 @@ class Behavior(nn.Module):
             "behavior/return_high": self.return_norm.high.clone(),
             "behavior/advantage_abs": adv.abs().mean().detach(),
         }
-        return actor_loss, critic_loss, metrics
+        return policy, value_loss, metrics

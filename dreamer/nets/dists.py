@@ -80,7 +80,7 @@ class OneHotDist:
         probs = self.probs
         index = torch.multinomial(probs.reshape(-1, probs.shape[-1]), 1).reshape(probs.shape[:-1])
         onehot = F.one_hot(index, probs.shape[-1]).to(probs.dtype)
-        return onehot + probs - probs.detach()
+        return onehot + (probs - probs.detach())  # exact one-hot forward
 
     def mode(self) -> Tensor:
         return F.one_hot(self.logits.argmax(-1), self.logits.shape[-1]).to(self.logits.dtype)

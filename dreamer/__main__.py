@@ -1,0 +1,5 @@
+import sys
+
+from dreamer.cli import main
+
+sys.exit(main())

@@ -1,0 +1,61 @@
+"""Shared test helpers: tiny configs, observation spaces and replay-shaped random batches."""
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+from dreamer.config import load_config
+
+TINY = ["dims.deter=32", "dims.units=32", "dims.cnn_depth=4", "dims.layers=1", "behavior.horizon=4"]
+FLAGS = gym.spaces.Box(0, 1, (), dtype=bool)
+
+
+def obs_space(image: bool = True, vector: int = 0) -> gym.spaces.Dict:
+    spaces = {"reward": gym.spaces.Box(-np.inf, np.inf, (), np.float32), "is_first": FLAGS,
+              "is_last": FLAGS, "is_terminal": FLAGS}
+    if image:
+        spaces["image"] = gym.spaces.Box(0, 255, (64, 64, 3), np.uint8)
+    if vector:
+        spaces["vector"] = gym.spaces.Box(-np.inf, np.inf, (vector,), np.float32)
+    return gym.spaces.Dict(spaces)
+
+
+def act_space(discrete: bool = True, size: int = 5) -> gym.spaces.Space:
+    return gym.spaces.Discrete(size) if discrete else gym.spaces.Box(-1, 1, (size,), np.float32)
+
+
+def tiny_config(*overrides: str, env: str = "crafter", size: str = "xs"):
+    return load_config([*TINY, *overrides], {"env": env, "size": size})
+
+
+def random_batch(obs: gym.spaces.Dict, act: gym.spaces.Space, batch: int = 3, length: int = 6, seed: int = 0):
+    """A replay-shaped batch (B, T, ...) with an episode boundary in the middle of each window."""
+    gen = torch.Generator().manual_seed(seed)
+    data = {}
+    for key, space in obs.spaces.items():
+        if key.startswith("is_") or key == "reward":
+            continue
+        if space.dtype == np.uint8:
+            data[key] = torch.randint(0, 256, (batch, length, *space.shape), generator=gen, dtype=torch.uint8)
+        else:
+            data[key] = torch.randn(batch, length, *space.shape, generator=gen) * 3
+    if isinstance(act, gym.spaces.Discrete):
+        index = torch.randint(0, int(act.n), (batch, length), generator=gen)
+        data["action"] = torch.nn.functional.one_hot(index, int(act.n)).float()
+    else:
+        data["action"] = torch.rand(batch, length, act.shape[0], generator=gen) * 2 - 1
+    data["reward"] = torch.randn(batch, length, generator=gen)
+    data["is_first"] = torch.zeros(batch, length, dtype=torch.bool)
+    data["is_first"][:, 0] = True
+    data["is_first"][:, length // 2] = True
+    data["is_terminal"] = torch.zeros(batch, length, dtype=torch.bool)
+    data["is_terminal"][:, length // 2 - 1] = True
+    data["is_last"] = data["is_terminal"].clone()
+    return data
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+    np.random.seed(0)
