@@ -11,7 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from dreamer.behavior import Behavior
-from dreamer.config import Config
+from dreamer.config import Config, ConfigError
 from dreamer.nets.rssm import Latent
 from dreamer.optim import Optimizer
 from dreamer.world_model import WorldModel
@@ -26,7 +26,7 @@ def resolve_device(name: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} requested but CUDA is not available; use --device cpu or auto")
+        raise ConfigError(f"device {name!r} requested but CUDA is not available; accepted here: auto, cpu")
     return device
 
 
@@ -44,7 +44,7 @@ class Agent(nn.Module):
             actor=cfg.actor, critic=cfg.critic, behavior=cfg.behavior,
         )
         self.optim_cfg = cfg.optim
-        self.optimizers: dict[str, Optimizer] = {}
+        self._optims: dict[str, Optimizer] = {}
 
     @property
     def device(self) -> torch.device:
@@ -58,16 +58,16 @@ class Agent(nn.Module):
         counts["total"] = sum(counts.values())
         return counts
 
-    def _optimizers(self) -> dict[str, Optimizer]:
-        """Built on first use, after the module has been moved to its device."""
-        if not self.optimizers:
+    def optimizers(self) -> dict[str, Optimizer]:
+        """World model, actor and critic optimisers, built on first use (after `.to(device)`)."""
+        if not self._optims:
             cfg = self.optim_cfg
-            self.optimizers = {
+            self._optims = {
                 "world_model": Optimizer(cfg.world_model, self.wm.parameters()),
                 "actor": Optimizer(cfg.actor, self.behavior.actor.parameters()),
                 "critic": Optimizer(cfg.critic, self.behavior.critic.parameters()),
             }
-        return self.optimizers
+        return self._optims
 
     def _autocast(self):
         if self.device.type == "cuda" and torch.cuda.is_bf16_supported():
@@ -85,7 +85,7 @@ class Agent(nn.Module):
         if isinstance(batch, bool):
             return super().train(batch)
         batch = self.to_tensors(batch)
-        optims = self._optimizers()
+        optims = self.optimizers()
         with self._autocast():
             wm_loss, post, metrics = self.wm.loss(batch)
         metrics["grad_norm/world_model"] = optims["world_model"].step(wm_loss)
@@ -111,7 +111,8 @@ class Agent(nn.Module):
         model form (one-hot (N, A) for discrete, (N, A) in [-1, 1] for continuous) and the state."""
         if mode not in ("train", "eval", "greedy"):
             raise ValueError(f"unknown policy mode {mode!r}; accepted: train, eval, greedy")
-        obs = self.to_tensors(obs)
+        needed = (*self.wm.encoder.image_keys, *self.wm.encoder.vector_keys, "is_first")
+        obs = self.to_tensors({k: obs[k] for k in needed})
         is_first = obs["is_first"]
         rssm = self.wm.rssm
         if state is None:

@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Sequence
 
 import torch
 
+from dreamer.checkpoint import CheckpointError
 from dreamer.config import ConfigError, load_config, sizes
 
 
@@ -30,7 +32,7 @@ def cmd_sizes(args: argparse.Namespace) -> None:
     from dreamer.envs import spaces
 
     cfg = _config(args)
-    obs_space, act_space = spaces(cfg.env)
+    obs_space, act_space = spaces(cfg.env, cfg.environment)
     rows = []
     for size in [cfg.size] if args.size else sizes():
         cfg = _config(args, size=size)
@@ -47,6 +49,30 @@ def cmd_sizes(args: argparse.Namespace) -> None:
         print(f"{r['size']:<5} {r['world_model']:>12,} {r['actor']:>11,} {r['critic']:>11,} {r['total']:>12,}")
 
 
+def cmd_train(args: argparse.Namespace) -> None:
+    from dreamer.checkpoint import list_checkpoints
+    from dreamer.train import train
+
+    cfg = _config(args, train_ratio=args.train_ratio, steps=args.steps, seed=args.seed, logdir=args.logdir,
+                  device=args.device, envs=args.envs, prefill=args.prefill)
+    existing = list_checkpoints(Path(cfg.logdir) / "checkpoints")
+    if args.resume and not existing:
+        raise ConfigError(f"--resume given but {cfg.logdir}/checkpoints holds no checkpoint")
+    if existing:
+        print(f"dreamer: continuing the run in {cfg.logdir} from {existing[-1].name}", file=sys.stderr)
+    progress = train(cfg)
+    print(f"dreamer: trained to step {progress.step} ({progress.episodes} episodes); logs in {cfg.logdir}")
+
+
+def cmd_eval(args: argparse.Namespace) -> None:
+    from dreamer.evaluate import evaluate
+
+    out = Path(args.out) if args.out else None
+    result = evaluate(Path(args.checkpoint), args.episodes, args.device, out)
+    summary = {k: v for k, v in result.items() if k not in ("returns", "lengths", "success_rates")}
+    print(json.dumps(result if out is None else summary, indent=2))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dreamer", description="DreamerV3 world-model RL in PyTorch.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -55,6 +81,25 @@ def build_parser() -> argparse.ArgumentParser:
     _config_args(p)
     p.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
     p.set_defaults(func=cmd_sizes)
+
+    p = sub.add_parser("train", help="train an agent (continues the run if the logdir has a checkpoint)")
+    _config_args(p)
+    p.add_argument("--train-ratio", type=float, help="replayed steps per policy step")
+    p.add_argument("--steps", type=int, help="policy steps to train for, summed over envs")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--logdir", help="run folder: logs, checkpoints, replay")
+    p.add_argument("--device", help="auto (CUDA if present), cpu, cuda, cuda:N")
+    p.add_argument("--envs", type=int, help="parallel environments")
+    p.add_argument("--prefill", type=int, help="random-action steps before training")
+    p.add_argument("--resume", action="store_true", help="require an existing checkpoint in the logdir")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("eval", help="play episodes with a checkpoint and report returns as JSON")
+    p.add_argument("--checkpoint", required=True, help="a run's logdir, its checkpoints/ folder, or a .pt file")
+    p.add_argument("--episodes", type=int, default=10)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--out", help="write the JSON here (atomically) and print a summary")
+    p.set_defaults(func=cmd_eval)
     return parser
 
 
@@ -62,9 +107,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except ConfigError as err:
+    except (ConfigError, CheckpointError) as err:
         print(f"dreamer: error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:  # a full disk or a permission problem: name the path and the OS error
+        print(f"dreamer: error: {err.filename or ''}: {err.strerror or err}", file=sys.stderr)
+        return 1
     return 0
 
 

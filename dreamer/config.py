@@ -21,6 +21,14 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf import errors as oc_errors
 
 
+def _slug(text: str) -> str:
+    """`gym:CartPole-v1` -> `gym-CartPole-v1`, for folder names."""
+    return str(text).replace(":", "-").replace("/", "-")
+
+
+OmegaConf.register_resolver("slug", _slug, replace=True)
+
+
 class ConfigError(ValueError):
     """A bad configuration value; the message is one line meant for the user."""
 
@@ -40,8 +48,19 @@ class RunConfig:
     steps: int = MISSING
     train_ratio: float = MISSING
     envs: int = MISSING
-    action_repeat: int = MISSING
     prefill: int = MISSING
+    log_every: int = MISSING
+    save_every: int = MISSING
+    eval_episodes: int = MISSING
+
+
+@dataclass
+class EnvConfig:
+    repeat: int = MISSING
+    size: int = MISSING
+    length: int = MISSING
+    sticky: float = MISSING
+    noops: int = MISSING
 
 
 @dataclass
@@ -49,6 +68,7 @@ class ReplayConfig:
     capacity: int = MISSING
     batch_size: int = MISSING
     batch_length: int = MISSING
+    chunk: int = MISSING
 
 
 @dataclass
@@ -142,6 +162,7 @@ class Config:
     device: str = MISSING
     dims: Dims = field(default_factory=Dims)
     run: RunConfig = field(default_factory=RunConfig)
+    environment: EnvConfig = field(default_factory=EnvConfig)
     replay: ReplayConfig = field(default_factory=ReplayConfig)
     rssm: RSSMConfig = field(default_factory=RSSMConfig)
     encoder: CoderConfig = field(default_factory=CoderConfig)
@@ -166,6 +187,7 @@ FLAG_KEYS = {
     "steps": "run.steps",
     "train_ratio": "run.train_ratio",
     "envs": "run.envs",
+    "prefill": "run.prefill",
 }
 
 
@@ -274,7 +296,9 @@ def load_config(
 def validate(cfg: Config) -> None:
     """Range checks that types alone cannot express."""
     positive = {
-        "run.steps": cfg.run.steps, "run.envs": cfg.run.envs, "run.action_repeat": cfg.run.action_repeat,
+        "run.steps": cfg.run.steps, "run.envs": cfg.run.envs, "environment.repeat": cfg.environment.repeat,
+        "environment.size": cfg.environment.size, "run.log_every": cfg.run.log_every,
+        "run.save_every": cfg.run.save_every, "replay.chunk": cfg.replay.chunk,
         "replay.capacity": cfg.replay.capacity, "replay.batch_size": cfg.replay.batch_size,
         "replay.batch_length": cfg.replay.batch_length, "rssm.deter": cfg.rssm.deter,
         "rssm.hidden": cfg.rssm.hidden, "rssm.stoch": cfg.rssm.stoch, "rssm.classes": cfg.rssm.classes,
@@ -284,11 +308,21 @@ def validate(cfg: Config) -> None:
     for key, value in positive.items():
         if value <= 0:
             raise ConfigError(f"bad value for config key {key!r}: {value} (must be > 0)")
+    for key, value in {"run.prefill": cfg.run.prefill, "run.eval_episodes": cfg.run.eval_episodes,
+                       "environment.length": cfg.environment.length, "environment.noops": cfg.environment.noops,
+                       "seed": cfg.seed}.items():
+        if value < 0:
+            raise ConfigError(f"bad value for config key {key!r}: {value} (must be >= 0)")
+    if cfg.replay.batch_length > cfg.replay.capacity // cfg.run.envs:
+        raise ConfigError(
+            f"bad value for config key 'replay.batch_length': {cfg.replay.batch_length} is longer than the "
+            f"replay capacity per env ({cfg.replay.capacity} // {cfg.run.envs} envs)"
+        )
     if cfg.run.train_ratio < 0:
         raise ConfigError(f"bad value for config key 'run.train_ratio': {cfg.run.train_ratio} (must be >= 0)")
     if cfg.twohot.bins < 2:
         raise ConfigError(f"bad value for config key 'twohot.bins': {cfg.twohot.bins} (must be >= 2)")
-    for key, value in {"rssm.unimix": cfg.rssm.unimix, "actor.unimix": cfg.actor.unimix,
+    for key, value in {"environment.sticky": cfg.environment.sticky, "rssm.unimix": cfg.rssm.unimix, "actor.unimix": cfg.actor.unimix,
                        "behavior.lam": cfg.behavior.lam, "behavior.return_decay": cfg.behavior.return_decay,
                        "critic.slow_rate": cfg.critic.slow_rate}.items():
         if not 0.0 <= value <= 1.0:
@@ -305,3 +339,28 @@ def validate(cfg: Config) -> None:
 def to_yaml(cfg: Config) -> str:
     """The resolved config as YAML (saved with every run)."""
     return OmegaConf.to_yaml(OmegaConf.structured(cfg))
+
+
+def from_yaml(text: str) -> Config:
+    """A config saved by `to_yaml` (e.g. inside a checkpoint), validated like any other."""
+    try:
+        cfg = OmegaConf.to_object(_merge(yaml.safe_load(text)))
+    except oc_errors.OmegaConfBaseException as err:
+        raise ConfigError(_describe(err)) from None
+    assert isinstance(cfg, Config)
+    validate(cfg)
+    return cfg
+
+
+ARCHITECTURE = ("rssm", "encoder", "decoder", "reward_head", "cont_head", "twohot")
+
+
+def identity(cfg: Config) -> dict[str, Any]:
+    """What a checkpoint must share with the run that loads it: env and every network width."""
+    out: dict[str, Any] = {"env": cfg.env, "size": cfg.size}
+    for name in ARCHITECTURE:
+        out.update({f"{name}.{k}": v for k, v in dataclasses.asdict(getattr(cfg, name)).items()})
+    for name in ("actor", "critic"):
+        part = getattr(cfg, name)
+        out.update({f"{name}.units": part.units, f"{name}.layers": part.layers})
+    return out

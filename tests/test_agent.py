@@ -1,6 +1,5 @@
 """The agent end to end: shapes and parameter counts per preset, full updates, gradient routing."""
 
-import gymnasium as gym
 import numpy as np
 import pytest
 import torch

@@ -24,7 +24,7 @@ def test_defaults_and_size_preset_feed_the_module_slices():
 )
 def test_suite_defaults(env, size, ratio, envs, repeat):
     cfg = load_config([], {"env": env})
-    assert (cfg.size, cfg.run.train_ratio, cfg.run.envs, cfg.run.action_repeat) == (size, ratio, envs, repeat)
+    assert (cfg.size, cfg.run.train_ratio, cfg.run.envs, cfg.environment.repeat) == (size, ratio, envs, repeat)
     assert cfg.rssm.deter == sizes()[size]["deter"]
 
 

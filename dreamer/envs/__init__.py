@@ -1,45 +1,69 @@
-"""Environment suites. `spaces(env)` gives the observation and action spaces of an env name
-without training anything; the full adapters live in one module per suite."""
+"""Environment suites behind one name scheme: `crafter`, `atari:<Game>`, `atari100k:<Game>`,
+`gym:<id>`, `minerl:<task>`. `make_env` builds one adapter, `make_vector` N of them (in
+subprocesses when N > 1), `spaces` reads an env's observation and action spaces."""
 
 from __future__ import annotations
 
+from functools import partial
+from typing import Callable
+
 import gymnasium as gym
-import numpy as np
 
-from dreamer.config import ConfigError, suite_of
+from dreamer.config import ConfigError, EnvConfig, suite_of
+from dreamer.envs.base import Adapter
 
-CRAFTER_ACTIONS = 17
-CRAFTER_IMAGE = (64, 64, 3)
+INSTALL = {
+    "crafter": "pip install 'dreamer[crafter]'",
+    "atari": "pip install 'dreamer[atari]'",
+    "atari100k": "pip install 'dreamer[atari]'",
+    "gym": "included",
+    "minerl": "pip install 'dreamer[minerl]' (needs Java 8; the Docker image has it)",
+}
 
 
-def _flags() -> dict[str, gym.spaces.Space]:
-    flag = gym.spaces.Box(0, 1, (), dtype=bool)
-    return {"reward": gym.spaces.Box(-np.inf, np.inf, (), dtype=np.float32),
-            "is_first": flag, "is_last": flag, "is_terminal": flag}
-
-
-def spaces(env: str) -> tuple[gym.spaces.Dict, gym.spaces.Space]:
-    """(observation dict space, action space) of an env name such as `crafter` or `gym:CartPole-v1`."""
-    suite = suite_of(env)
+def _constructor(suite: str) -> Callable[..., Adapter]:
     if suite == "crafter":
-        obs = {"image": gym.spaces.Box(0, 255, CRAFTER_IMAGE, dtype=np.uint8)}
-        return gym.spaces.Dict({**obs, **_flags()}), gym.spaces.Discrete(CRAFTER_ACTIONS)
+        from dreamer.envs.crafter_env import CrafterEnv
+        return CrafterEnv
+    if suite in ("atari", "atari100k"):
+        from dreamer.envs.atari import AtariEnv
+        return AtariEnv
     if suite == "gym":
-        name = env.split(":", 1)[1] if ":" in env else ""
-        try:
-            inner = gym.make(name)
-        except Exception as err:  # gymnasium raises several error types for unknown ids
-            raise ConfigError(f"unknown gymnasium id {name!r} in env={env!r}: {str(err).splitlines()[0]}") from None
-        try:
-            if not isinstance(inner.observation_space, gym.spaces.Box) or len(inner.observation_space.shape) != 1:
-                raise ConfigError(f"gym env {name!r} has observation space {inner.observation_space}; accepted: 1-D Box")
-            vector = gym.spaces.Box(-np.inf, np.inf, inner.observation_space.shape, dtype=np.float32)
-            act = inner.action_space
-            if isinstance(act, gym.spaces.Box):
-                act = gym.spaces.Box(-1.0, 1.0, act.shape, dtype=np.float32)
-            elif not isinstance(act, gym.spaces.Discrete):
-                raise ConfigError(f"gym env {name!r} has action space {act}; accepted: Discrete or Box")
-            return gym.spaces.Dict({"vector": vector, **_flags()}), act
-        finally:
-            inner.close()
-    raise ConfigError(f"env suite {suite!r} is not available in this version; accepted: crafter, gym:<id>")
+        from dreamer.envs.gym_env import GymEnv
+        return GymEnv
+    suites = ", ".join(f"{name} ({how})" for name, how in INSTALL.items())
+    raise ConfigError(f"env suite {suite!r} has no adapter in this version; accepted: {suites}")
+
+
+def split_name(env: str) -> tuple[str, str]:
+    """`atari:Pong` -> (`atari`, `Pong`); the task is required for every suite but crafter."""
+    suite = suite_of(env)
+    task = env.split(":", 1)[1] if ":" in env else ""
+    if suite != "crafter" and not task:
+        raise ConfigError(f"env {env!r} names no task; write it as {suite}:<task>, e.g. gym:CartPole-v1")
+    return suite, task
+
+
+def make_env(env: str, cfg: EnvConfig, seed: int | None = None) -> Adapter:
+    suite, task = split_name(env)
+    return _constructor(suite)(task, cfg, seed)
+
+
+def make_vector(env: str, cfg: EnvConfig, count: int, seed: int) -> gym.vector.VectorEnv:
+    """`count` adapters with seeds seed, seed+1, ...; next-step autoreset, so the step after
+    `is_last` returns the reset observation (with `is_first`)."""
+    make_env(env, cfg).close()  # fail here, in this process, on a bad name or missing package
+    fns = [partial(make_env, env, cfg, seed + i) for i in range(count)]
+    mode = gym.vector.AutoresetMode.NEXT_STEP
+    if count == 1:
+        return gym.vector.SyncVectorEnv(fns, autoreset_mode=mode)
+    return gym.vector.AsyncVectorEnv(fns, autoreset_mode=mode, context="spawn")
+
+
+def spaces(env: str, cfg: EnvConfig) -> tuple[gym.spaces.Dict, gym.spaces.Space]:
+    """(observation dict space, action space) of an env name."""
+    adapter = make_env(env, cfg)
+    try:
+        return adapter.observation_space, adapter.action_space
+    finally:
+        adapter.close()

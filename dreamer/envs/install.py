@@ -1,0 +1,18 @@
+"""Optional env packages: import them or fail with how to install them."""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+from dreamer.config import ConfigError
+
+
+def require(module: str, extra: str) -> ModuleType:
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise ConfigError(
+            f"this env needs the {module!r} package, which is not installed; "
+            f"install it with: pip install 'dreamer[{extra}]'"
+        ) from None

@@ -1,0 +1,77 @@
+"""`dreamer eval`: play N episodes with a checkpoint's policy and summarise them as JSON."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dreamer import checkpoint
+from dreamer.agent import Agent, resolve_device
+from dreamer.config import ConfigError, from_yaml
+from dreamer.envs import make_vector, spaces, split_name
+from dreamer.envs.atari import human_normalized
+from dreamer.envs.crafter_env import crafter_score
+from dreamer.envs.driver import Driver
+from dreamer.train import AgentPolicy
+
+EVAL_SEED_OFFSET = 10**6  # evaluation episodes use other env seeds than training
+
+
+def load_agent(path: Path, device: str = "auto") -> tuple[Agent, Any, dict[str, Any]]:
+    """(agent with the checkpoint's weights, its config, the checkpoint payload)."""
+    torch_device = resolve_device(device)
+    ckpt_path, payload = checkpoint.resolve(path, map_location=torch_device)
+    cfg = from_yaml(payload["config"])
+    obs_space, act_space = spaces(cfg.env, cfg.environment)
+    agent = Agent(cfg, obs_space, act_space).to(torch_device)
+    try:
+        agent.load_state_dict(payload["agent"])
+    except RuntimeError as err:
+        raise checkpoint.CheckpointError(f"checkpoint {ckpt_path} does not fit its own config: {str(err).splitlines()[0]}") from None
+    agent.eval()
+    payload["path"] = str(ckpt_path)
+    return agent, cfg, payload
+
+
+def summarize(env: str, episodes: list[dict[str, float]]) -> dict[str, Any]:
+    returns = np.array([ep["return"] for ep in episodes])
+    out: dict[str, Any] = {
+        "episodes": len(episodes),
+        "returns": returns.tolist(),
+        "lengths": [ep["length"] for ep in episodes],
+        "mean_return": float(returns.mean()),
+        "std_return": float(returns.std()),
+    }
+    suite, task = split_name(env)
+    if suite == "crafter":
+        names = sorted(k for k in episodes[0] if k.startswith("achievement_"))
+        rates = {k[len("achievement_"):]: 100.0 * np.mean([ep[k] > 0 for ep in episodes]) for k in names}
+        out["success_rates"] = rates
+        out["score"] = crafter_score(np.array(list(rates.values())))
+    elif suite in ("atari", "atari100k"):
+        out["human_normalized"] = human_normalized(task, out["mean_return"])
+    return out
+
+
+def evaluate(path: Path, episodes: int, device: str = "auto", out: Path | None = None) -> dict[str, Any]:
+    if episodes < 1:
+        raise ConfigError(f"--episodes must be at least 1, got {episodes}")
+    agent, cfg, payload = load_agent(path, device)
+    envs = min(cfg.run.envs, episodes)
+    driver = Driver(make_vector(cfg.env, cfg.environment, envs, seed=cfg.seed + EVAL_SEED_OFFSET),
+                    seed=cfg.seed + EVAL_SEED_OFFSET, on_step=lambda step: None)
+    policy = AgentPolicy(agent, "eval")
+    finished: list[dict[str, float]] = []
+    try:
+        while len(finished) < episodes:
+            finished += driver.step(policy)
+    finally:
+        driver.close()
+    result = {"checkpoint": payload["path"], "env": cfg.env, "size": cfg.size,
+              "step": payload["progress"]["step"], **summarize(cfg.env, finished[:episodes])}
+    if out is not None:
+        checkpoint.atomic_write(out, lambda f: f.write(json.dumps(result, indent=2).encode()))
+    return result

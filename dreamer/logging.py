@@ -1,0 +1,66 @@
+"""Run logs: TensorBoard scalars and the same values as lines of `metrics.jsonl`."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import defaultdict
+from pathlib import Path
+
+from torch.utils.tensorboard import SummaryWriter
+
+from dreamer.checkpoint import atomic_write
+
+
+class Mean:
+    """Running means of named scalars between two log writes."""
+
+    def __init__(self):
+        self.sums: dict[str, float] = defaultdict(float)
+        self.counts: dict[str, int] = defaultdict(int)
+
+    def add(self, values: dict[str, float]) -> None:
+        for key, value in values.items():
+            self.sums[key] += value
+            self.counts[key] += 1
+
+    def pop(self) -> dict[str, float]:
+        out = {k: self.sums[k] / self.counts[k] for k in self.sums}
+        self.sums.clear()
+        self.counts.clear()
+        return out
+
+
+def _open_jsonl(path: Path, resume_step: int):
+    """Open a JSONL log for appending, first dropping lines past `resume_step` (left by a run that
+    went on after its last checkpoint), so no step appears twice."""
+    if path.exists():
+        kept = [line for line in path.read_text().splitlines()
+                if line.strip() and json.loads(line).get("step", 0) <= resume_step]
+        atomic_write(path, lambda f: f.write("".join(line + "\n" for line in kept).encode()))
+    return open(path, "a")
+
+
+class Logger:
+    """Scalars to TensorBoard and `metrics.jsonl`; every finished episode to `episodes.jsonl`."""
+
+    def __init__(self, logdir: Path, resume_step: int = 0):
+        self.jsonl = _open_jsonl(logdir / "metrics.jsonl", resume_step)
+        self.episodes = _open_jsonl(logdir / "episodes.jsonl", resume_step)
+        self.writer = SummaryWriter(str(logdir), purge_step=resume_step + 1 if resume_step else None)
+
+    def write(self, step: int, values: dict[str, float]) -> None:
+        values = {k: float(v) for k, v in values.items() if v is not None and math.isfinite(float(v))}
+        for key, value in values.items():
+            self.writer.add_scalar(key, value, step)
+        self.jsonl.write(json.dumps({"step": step, **values}) + "\n")
+        self.jsonl.flush()
+
+    def episode(self, step: int, episode: dict[str, float]) -> None:
+        self.episodes.write(json.dumps({"step": step, **episode}) + "\n")
+        self.episodes.flush()
+
+    def close(self) -> None:
+        self.writer.close()
+        self.jsonl.close()
+        self.episodes.close()

@@ -1,0 +1,166 @@
+"""Replay: a FIFO ring of steps per env, uniform (B, T) windows, chunks on disk, the ratio counter.
+
+Each env writes its own ring of `capacity // envs` steps, so a window never mixes two envs' streams
+but may cross an episode boundary (the step after a reset carries `is_first`). Arrays are allocated
+lazily (`np.empty` pages are only backed once written), so memory follows what is stored; images
+stay uint8 until the learner. Every `chunk` steps an env's newest steps are written to disk as one
+`.npz` (temp file, then rename), and `load` refills the rings from those files on resume.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from fractions import Fraction
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+
+from dreamer.config import ReplayConfig
+
+CHUNK_NAME = re.compile(r"^env(\d+)-(\d{8})\.npz$")
+
+
+def step_spaces(obs_space: gym.spaces.Dict, act_space: gym.spaces.Space) -> dict[str, tuple[tuple, np.dtype]]:
+    """Shape and dtype of each stored key: model inputs, reward, flags and the model-form action."""
+    keys = {k: (s.shape, s.dtype) for k, s in obs_space.spaces.items() if not k.startswith("log_")}
+    size = int(act_space.n) if isinstance(act_space, gym.spaces.Discrete) else act_space.shape[0]
+    keys["action"] = ((size,), np.dtype(np.float32))
+    return keys
+
+
+class Replay:
+    def __init__(self, cfg: ReplayConfig, obs_space: gym.spaces.Dict, act_space: gym.spaces.Space,
+                 envs: int, directory: Path | None = None, seed: int = 0):
+        self.cfg, self.envs = cfg, envs
+        self.per_env = cfg.capacity // envs
+        self.keys = step_spaces(obs_space, act_space)
+        self.data = {k: np.empty((envs, self.per_env, *shape), dtype) for k, (shape, dtype) in self.keys.items()}
+        self.head = np.zeros(envs, np.int64)  # next write position per env
+        self.count = np.zeros(envs, np.int64)  # steps stored per env (<= per_env)
+        self.written = np.zeros(envs, np.int64)  # steps ever added per env
+        self.saved = np.zeros(envs, np.int64)  # steps of `written` already on disk
+        self.directory = directory
+        self.rng = np.random.default_rng(seed)
+
+    def __len__(self) -> int:
+        return int(self.count.sum())
+
+    def nbytes(self) -> int:
+        """Bytes of the steps stored (the raw size of what is held)."""
+        per_step = sum(int(np.prod(shape)) * dtype.itemsize for shape, dtype in self.keys.values())
+        return len(self) * per_step
+
+    def add(self, step: dict[str, np.ndarray]) -> None:
+        """Append one step for every env: each value is (envs, ...)."""
+        rows = np.arange(self.envs)
+        for key, array in self.data.items():
+            array[rows, self.head] = step[key]
+        self.head = (self.head + 1) % self.per_env
+        self.count = np.minimum(self.count + 1, self.per_env)
+        self.written += 1
+        if self.directory is not None:
+            for env in np.flatnonzero(self.written - self.saved >= self.cfg.chunk):
+                self._save_chunk(int(env))
+
+    def sample(self, batch: int | None = None, length: int | None = None) -> dict[str, np.ndarray]:
+        """Uniform windows (B, T, ...) over all valid start positions; step 0 is marked `is_first`."""
+        batch, length = batch or self.cfg.batch_size, length or self.cfg.batch_length
+        starts_per_env = np.maximum(self.count - length + 1, 0)
+        if starts_per_env.sum() == 0:
+            raise ValueError(f"replay holds {len(self)} steps, fewer than one window of {length}")
+        flat = self.rng.integers(0, starts_per_env.sum(), batch)  # uniform over all start positions
+        env = np.searchsorted(np.cumsum(starts_per_env), flat, side="right")
+        offset = flat - (np.cumsum(starts_per_env) - starts_per_env)[env]
+        oldest = np.where(self.count == self.per_env, self.head, 0)[env]  # position of the oldest step
+        index = (oldest[:, None] + offset[:, None] + np.arange(length)) % self.per_env  # (B, T)
+        out = {key: array[env[:, None], index] for key, array in self.data.items()}
+        out["is_first"][:, 0] = True
+        return out
+
+    # -- persistence ------------------------------------------------------------------------------
+    def _save_chunk(self, env: int) -> None:
+        steps = int(self.written[env] - self.saved[env])
+        steps = min(steps, self.per_env)
+        index = (self.head[env] - steps + np.arange(steps)) % self.per_env
+        path = self.directory / f"env{env}-{int(self.written[env]):08d}.npz"
+        tmp = path.with_suffix(".tmp.npz")
+        self.directory.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "wb") as f:
+            np.savez(f, **{key: array[env, index] for key, array in self.data.items()})
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        self.saved[env] = self.written[env]
+
+    def flush(self) -> None:
+        """Write every env's unsaved steps to disk (before a checkpoint)."""
+        if self.directory is not None:
+            for env in np.flatnonzero(self.written > self.saved):
+                self._save_chunk(int(env))
+
+    def load(self, written: list[int] | None = None) -> int:
+        """Refill the rings from the chunks on disk and return the steps loaded.
+
+        `written` (per env, from a checkpoint) drops chunks written after that checkpoint, so the
+        replay is the one the checkpointed run had; only the newest chunks that fit are read.
+        """
+        if self.directory is None or not self.directory.is_dir():
+            return 0
+        loaded = 0
+        for env in range(self.envs):
+            chunks = sorted((int(m[2]), path) for path in self.directory.iterdir()
+                            if (m := CHUNK_NAME.match(path.name)) and int(m[1]) == env)
+            if written is not None:
+                for end, path in [c for c in chunks if c[0] > written[env]]:
+                    path.unlink()
+                chunks = [c for c in chunks if c[0] <= written[env]]
+            if not chunks:
+                continue
+            sizes = []
+            for _, path in chunks:
+                with np.load(path) as data:
+                    sizes.append(len(data["reward"]))
+            first, total = len(chunks), 0
+            while first > 0 and total < self.per_env:  # the newest chunks that fill the ring
+                first -= 1
+                total += sizes[first]
+            for (_, path), steps in zip(chunks[first:], sizes[first:]):
+                rows = (self.head[env] + np.arange(steps)) % self.per_env
+                with np.load(path) as data:
+                    for key, array in self.data.items():
+                        array[env, rows] = data[key]
+                self.head[env] = (self.head[env] + steps) % self.per_env
+                self.count[env] = min(self.count[env] + steps, self.per_env)
+            loaded += int(self.count[env])
+            self.written[env] = self.saved[env] = chunks[-1][0]
+        return loaded
+
+
+class TrainRatio:
+    """Exact train-ratio schedule: after `steps` policy steps, floor(steps * ratio / replayed_per_update)
+    updates are due in total (design section 6); fractional credit carries over without rounding."""
+
+    def __init__(self, ratio: float, replayed_per_update: int):
+        self.ratio = Fraction(ratio).limit_denominator(10**6)
+        self.per_update = replayed_per_update
+        self.steps = 0
+        self.updates = 0
+
+    def __call__(self, new_steps: int) -> int:
+        """Count `new_steps` policy steps; return how many updates are due now."""
+        self.steps += new_steps
+        target = math.floor(self.steps * self.ratio / self.per_update)
+        due, self.updates = target - self.updates, target
+        return due
+
+    def achieved(self) -> float:
+        return self.updates * self.per_update / self.steps if self.steps else 0.0
+
+    def state_dict(self) -> dict[str, int]:
+        return {"steps": self.steps, "updates": self.updates}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.steps, self.updates = int(state["steps"]), int(state["updates"])

@@ -1,0 +1,221 @@
+"""The training loop: envs -> driver -> replay -> agent.train -> logger / checkpoint.
+
+    prefill   `run.prefill` steps of random actions go to the replay first;
+    collect   every iteration steps all envs once with the policy and stores the steps;
+    train     the train-ratio counter says how many updates the new steps pay for (design section 6);
+    log       every `run.log_every` steps: update metrics, episodes, throughput;
+    save      every `run.save_every` steps and at the end: an atomic checkpoint.
+
+A logdir that holds a checkpoint is continued: model, optimisers, ratio counter, step counters and
+RNG states come back from the checkpoint, and the replay from its chunks on disk.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from dreamer import checkpoint
+from dreamer.agent import Agent, resolve_device
+from dreamer.config import Config, identity, to_yaml
+from dreamer.envs import make_vector, spaces
+from dreamer.envs.crafter_env import crafter_score
+from dreamer.envs.driver import Driver, random_policy
+from dreamer.logging import Logger, Mean
+from dreamer.replay import Replay, TrainRatio
+
+
+@dataclasses.dataclass
+class Progress:
+    """Counters of a run, saved in its checkpoints."""
+
+    step: int = 0  # policy steps, summed over envs
+    episodes: int = 0
+    achievements: dict[str, int] = dataclasses.field(default_factory=dict)  # episodes that unlocked each
+    last_return: float = float("nan")
+
+
+class AgentPolicy:
+    """The agent acting in N envs: carries its recurrent state between calls."""
+
+    def __init__(self, agent: Agent, mode: str):
+        self.agent, self.mode, self.state = agent, mode, None
+
+    def __call__(self, obs: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        action, self.state = self.agent.policy(obs, self.state, self.mode)
+        return action.cpu().numpy(), self.agent.env_action(action)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def rng_states() -> dict[str, Any]:
+    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+
+
+def set_rng_states(states: dict[str, Any]) -> None:
+    random.setstate(states["python"])
+    np.random.set_state(states["numpy"])
+    torch.set_rng_state(states["torch"])
+    if states["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
+def episode_metrics(episodes: list[dict[str, float]], progress: Progress) -> dict[str, float]:
+    """Per-episode return and length, and for Crafter the success rates and score so far."""
+    out: dict[str, float] = {}
+    for ep in episodes:
+        progress.episodes += 1
+        progress.last_return = ep["return"]
+        for key, count in ep.items():
+            if key.startswith("achievement_"):
+                progress.achievements[key] = progress.achievements.get(key, 0) + int(count > 0)
+    if episodes:
+        out["episode/return"] = float(np.mean([ep["return"] for ep in episodes]))
+        out["episode/length"] = float(np.mean([ep["length"] for ep in episodes]))
+        out["episode/count"] = progress.episodes
+    if episodes and progress.achievements:
+        rates = {k: 100.0 * v / progress.episodes for k, v in progress.achievements.items()}
+        out.update({f"achievements/{k[len('achievement_'):]}": r for k, r in rates.items()})
+        out["episode/score"] = crafter_score(np.array(list(rates.values())))
+    return out
+
+
+class Trainer:
+    """Owns the parts of a run and the steps of its loop; `run()` trains to `cfg.run.steps`."""
+
+    def __init__(self, cfg: Config):
+        self.cfg = cfg
+        self.logdir = Path(cfg.logdir)
+        self.logdir.mkdir(parents=True, exist_ok=True)
+        self.device = resolve_device(cfg.device)
+        seed_everything(cfg.seed)
+        obs_space, act_space = spaces(cfg.env, cfg.environment)
+        self.agent = Agent(cfg, obs_space, act_space).to(self.device)
+        self.replay = Replay(cfg.replay, obs_space, act_space, cfg.run.envs, self.logdir / "replay", cfg.seed)
+        self.ratio = TrainRatio(cfg.run.train_ratio, cfg.replay.batch_size * cfg.replay.batch_length)
+        self.progress = Progress()
+        self.resumed_from = self._restore()
+        (self.logdir / "config.yaml").write_text(to_yaml(cfg))
+        self.logger = Logger(self.logdir, resume_step=self.progress.step)
+        envs = make_vector(cfg.env, cfg.environment, cfg.run.envs, seed=cfg.seed + self.progress.step)
+        self.driver = Driver(envs, seed=cfg.seed + self.progress.step, on_step=self.replay.add)
+        self.random = random_policy(act_space, cfg.run.envs, np.random.default_rng(cfg.seed))
+        self.policy = AgentPolicy(self.agent, "train")
+        self.metrics = Mean()
+        self.timers = {"env": 0.0, "train": 0.0, "env_steps": 0, "updates": 0}
+        self.logged_step = -1
+        self.saved_step = self.progress.step if self.resumed_from else -1
+
+    # -- checkpoints ------------------------------------------------------------------------------
+    def _restore(self) -> Path | None:
+        found = checkpoint.load_latest(self.logdir / "checkpoints", map_location=self.device)
+        if found is None:
+            return None
+        path, payload = found
+        checkpoint.check_compatible(payload["identity"], identity(self.cfg))
+        self.agent.load_state_dict(payload["agent"])
+        for name, optimizer in self.agent.optimizers().items():
+            optimizer.load_state_dict(payload["optimizers"][name])
+        self.ratio.load_state_dict(payload["ratio"])
+        self.progress = Progress(**payload["progress"])
+        set_rng_states(payload["rng"])
+        self.replay.rng.bit_generator.state = payload["replay_rng"]
+        self.replay.load(payload["replay_written"])
+        return path
+
+    def save(self) -> Path:
+        self.replay.flush()
+        payload = {
+            "identity": identity(self.cfg),
+            "config": to_yaml(self.cfg),
+            "agent": self.agent.state_dict(),
+            "optimizers": {k: o.state_dict() for k, o in self.agent.optimizers().items()},
+            "ratio": self.ratio.state_dict(),
+            "progress": dataclasses.asdict(self.progress),
+            "rng": rng_states(),
+            "replay_rng": self.replay.rng.bit_generator.state,
+            "replay_written": self.replay.written.tolist(),
+        }
+        path = checkpoint.save(self.logdir / "checkpoints", self.progress.step, payload)
+        self.saved_step = self.progress.step
+        return path
+
+    # -- the loop ---------------------------------------------------------------------------------
+    def collect(self) -> list[dict[str, float]]:
+        prefill = self.progress.step < self.cfg.run.prefill
+        start = time.perf_counter()
+        episodes = self.driver.step(self.random if prefill else self.policy)
+        self.timers["env"] += time.perf_counter() - start
+        self.timers["env_steps"] += self.cfg.run.envs
+        self.progress.step += self.cfg.run.envs
+        return episodes
+
+    def learn(self) -> None:
+        if self.progress.step <= self.cfg.run.prefill:
+            return  # the ratio counts policy steps after the prefill
+        for _ in range(self.ratio(self.cfg.run.envs)):
+            start = time.perf_counter()
+            self.metrics.add(self.agent.train(self.replay.sample()))
+            self.timers["train"] += time.perf_counter() - start
+            self.timers["updates"] += 1
+
+    def log(self, episode_stats: dict[str, float]) -> None:
+        values = {**self.metrics.pop(), **episode_stats}
+        t = self.timers
+        if t["env"] > 0:
+            values["perf/env_steps_per_second"] = t["env_steps"] / t["env"]
+        if t["train"] > 0:
+            values["perf/updates_per_second"] = t["updates"] / t["train"]
+        values["perf/train_ratio"] = self.ratio.achieved()
+        values["perf/updates"] = self.ratio.updates
+        values["perf/replay_steps"] = len(self.replay)
+        self.logger.write(self.progress.step, values)
+        self.logged_step = self.progress.step
+        self.timers = {"env": 0.0, "train": 0.0, "env_steps": 0, "updates": 0}
+
+    def run(self) -> Progress:
+        cfg = self.cfg.run
+        pending = Mean()  # episode stats between two log writes
+        bar = tqdm(total=cfg.steps, initial=self.progress.step, unit="step", dynamic_ncols=True,
+                   disable=None, desc=Path(self.cfg.logdir).name)
+        try:
+            while self.progress.step < cfg.steps:
+                before = self.progress.step
+                episodes = self.collect()
+                for episode in episodes:
+                    self.logger.episode(self.progress.step, episode)
+                if episodes:
+                    pending.add(episode_metrics(episodes, self.progress))
+                self.learn()
+                bar.update(self.progress.step - before)
+                bar.set_postfix(updates=self.ratio.updates, ret=f"{self.progress.last_return:.1f}", refresh=False)
+                if self.progress.step // cfg.log_every > before // cfg.log_every:
+                    self.log(pending.pop())
+                if self.progress.step // cfg.save_every > before // cfg.save_every:
+                    self.save()
+            if self.logged_step != self.progress.step:
+                self.log(pending.pop())
+            if self.saved_step != self.progress.step:
+                self.save()
+        finally:
+            bar.close()
+            self.driver.close()
+            self.logger.close()
+        return self.progress
+
+
+def train(cfg: Config) -> Progress:
+    """Train as `cfg` says, continuing the run in `cfg.logdir` if it has a checkpoint."""
+    return Trainer(cfg).run()

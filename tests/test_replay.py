@@ -1,0 +1,143 @@
+"""Replay windows, FIFO capacity, persistence, and the train-ratio counter."""
+
+import math
+from fractions import Fraction
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+from dreamer.config import load_config
+from dreamer.replay import Replay, TrainRatio
+from tests.conftest import FLAGS
+
+
+def spaces():
+    obs = gym.spaces.Dict({
+        "image": gym.spaces.Box(0, 255, (4, 4, 3), np.uint8),
+        "vector": gym.spaces.Box(-np.inf, np.inf, (1,), np.float32),  # holds the global step id
+        "log_achievement_x": gym.spaces.Box(0, 10, (), np.int32),
+        "reward": gym.spaces.Box(-np.inf, np.inf, (), np.float32),
+        "is_first": FLAGS, "is_last": FLAGS, "is_terminal": FLAGS,
+    })
+    return obs, gym.spaces.Discrete(3)
+
+
+def make(capacity=1000, envs=1, length=8, batch=16, directory=None, chunk=1024):
+    cfg = load_config([f"replay.capacity={capacity}", f"replay.batch_length={length}",
+                       f"replay.batch_size={batch}", f"replay.chunk={chunk}", f"run.envs={envs}"], {"env": "crafter"})
+    return Replay(cfg.replay, *spaces(), envs=envs, directory=directory, seed=0)
+
+
+def fill(replay, steps, episode_length=10, start=0):
+    """Env e's step i carries id e * 1e6 + i; an episode starts every `episode_length` steps."""
+    envs = replay.envs
+    for i in range(start, start + steps):
+        ids = np.arange(envs) * 1_000_000 + i
+        replay.add({
+            "image": np.full((envs, 4, 4, 3), i % 256, np.uint8), "vector": ids[:, None].astype(np.float32),
+            "reward": np.ones(envs, np.float32), "is_first": np.full(envs, i % episode_length == 0),
+            "is_last": np.full(envs, i % episode_length == episode_length - 1),
+            "is_terminal": np.zeros(envs, bool), "action": np.eye(3, dtype=np.float32)[np.full(envs, i % 3)],
+        })
+
+
+def test_sample_shapes_and_dtypes():
+    replay = make()
+    fill(replay, 100)
+    batch = replay.sample()
+    assert batch["image"].shape == (16, 8, 4, 4, 3) and batch["image"].dtype == np.uint8
+    assert batch["action"].shape == (16, 8, 3) and batch["reward"].shape == (16, 8)
+    assert "log_achievement_x" not in batch  # statistics are not stored
+    assert batch["is_first"][:, 0].all()
+
+
+def test_windows_are_contiguous_within_one_env_and_cross_episode_boundaries():
+    replay = make(capacity=3000, envs=3)
+    fill(replay, 400)
+    batch = replay.sample(batch=512)
+    ids = batch["vector"][..., 0].astype(np.int64)
+    assert np.all(np.diff(ids, axis=1) == 1)  # consecutive steps of one env's stream
+    steps = ids % 1_000_000
+    # a window that crosses an episode boundary marks the new episode's first step
+    crossing = (steps[:, 1:] % 10) == 0
+    assert crossing.any()
+    assert np.array_equal(batch["is_first"][:, 1:], crossing)
+
+
+def test_fifo_capacity_per_env():
+    replay = make(capacity=100, envs=2)
+    fill(replay, 130)
+    assert len(replay) == 100
+    ids = replay.sample(batch=2000)["vector"].astype(np.int64) % 1_000_000
+    assert ids.min() == 80 and ids.max() == 129  # each env keeps its newest 50 steps
+    assert np.all(np.diff(ids[..., 0], axis=1) == 1)  # no window wraps across the write head
+
+
+def test_uniform_over_start_positions():
+    replay = make(capacity=64, length=8)
+    fill(replay, 100)  # full ring: 64 - 8 + 1 = 57 valid starts
+    starts = replay.sample(batch=57_000)["vector"][:, 0, 0].astype(np.int64)
+    counts = np.bincount(starts - starts.min())
+    assert len(counts) == 57 and counts.min() > 800 and counts.max() < 1200  # 1000 expected each
+
+
+def test_too_few_steps_to_sample():
+    replay = make(length=8)
+    fill(replay, 5)
+    with pytest.raises(ValueError, match="fewer than one window of 8"):
+        replay.sample()
+
+
+def test_memory_is_the_raw_bytes_of_what_is_stored():
+    replay = make(capacity=1000)
+    fill(replay, 100)
+    per_step = 4 * 4 * 3 + 4 + 4 + 3 + 3 * 4  # image, vector, reward, 3 flags, action
+    assert replay.nbytes() == 100 * per_step
+
+
+def test_chunks_persist_atomically_and_reload(tmp_path):
+    replay = make(capacity=1000, envs=2, directory=tmp_path, chunk=32)
+    fill(replay, 100)
+    replay.flush()
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert files and not any(".tmp" in name for name in files)
+    restored = make(capacity=1000, envs=2, directory=tmp_path)
+    assert restored.load() == 200 and len(restored) == 200
+    for key in replay.data:
+        np.testing.assert_array_equal(restored.data[key][:, :100], replay.data[key][:, :100])
+    # a reloaded replay keeps writing after what it loaded
+    fill(restored, 5, start=100)
+    assert restored.data["vector"][0, 104, 0] == 104
+
+
+def test_reload_into_smaller_capacity_keeps_the_newest(tmp_path):
+    replay = make(capacity=1000, directory=tmp_path, chunk=16)
+    fill(replay, 200)
+    replay.flush()
+    small = make(capacity=50, directory=tmp_path)
+    small.load()
+    ids = small.sample(batch=500)["vector"].astype(np.int64)
+    assert len(small) == 50 and ids.min() == 150 and ids.max() == 199
+
+
+@pytest.mark.parametrize("ratio", [512, 64, 1024, 0.3, 1000 / 3])
+def test_train_ratio_counter_is_exact_over_a_long_run(ratio):
+    counter = TrainRatio(ratio, 1024)
+    rng = np.random.default_rng(0)
+    total_due = 0
+    for _ in range(20_000):
+        total_due += counter(int(rng.integers(1, 17)))  # steps from 1..16 envs per iteration
+    exact = Fraction(ratio).limit_denominator(10**6)
+    assert total_due == counter.updates == math.floor(counter.steps * exact / 1024)
+    assert abs(counter.achieved() - float(exact)) <= 1024 / counter.steps  # off by less than one update
+
+
+def test_train_ratio_schedule_and_state():
+    counter = TrainRatio(512, 1024)  # one update every 2 steps
+    assert [counter(1) for _ in range(6)] == [0, 1, 0, 1, 0, 1]
+    restored = TrainRatio(512, 1024)
+    restored.load_state_dict(counter.state_dict())
+    assert [restored(1) for _ in range(2)] == [0, 1]
+    big = TrainRatio(4096, 1024)  # four updates per step
+    assert big(3) == 12

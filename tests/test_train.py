@@ -1,0 +1,119 @@
+"""`dreamer train` and `dreamer eval` end to end, on tiny models for seconds."""
+
+import json
+
+import pytest
+import torch
+
+from dreamer import checkpoint
+from dreamer.cli import main
+from dreamer.config import load_config
+from dreamer.train import Trainer
+from tests.conftest import TINY
+
+FAST = [*TINY, "replay.batch_size=4", "replay.batch_length=16", "run.log_every=50", "run.save_every=100",
+        "replay.chunk=64"]
+
+
+def train_args(logdir, env="gym:CartPole-v1", steps=200, *extra):
+    args = ["train", "--env", env, "--size", "xs", "--steps", str(steps), "--prefill", "50",
+            "--train-ratio", "64", "--logdir", str(logdir), "--device", "cpu"]
+    for override in FAST:
+        args += ["--set", override]
+    return args + list(extra)
+
+
+def read_metrics(logdir):
+    return [json.loads(line) for line in (logdir / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_train_gym_writes_logs_checkpoints_and_replay(tmp_path):
+    logdir = tmp_path / "run"
+    assert main(train_args(logdir)) == 0
+    rows = read_metrics(logdir)
+    steps = [row["step"] for row in rows]
+    assert steps == sorted(set(steps)) and steps[-1] == 200
+    assert any("loss/world_model" in row for row in rows) and any("episode/return" in row for row in rows)
+    last = rows[-1]
+    # 150 steps after the prefill at ratio 64 with 4 x 16 = 64 replayed steps per update: 150 updates
+    assert last["perf/updates"] == 150 and last["perf/train_ratio"] == pytest.approx(64.0)
+    assert (logdir / "config.yaml").read_text().count("train_ratio: 64.0") == 1
+    assert [p.name for p in checkpoint.list_checkpoints(logdir / "checkpoints")] == \
+        ["ckpt-0000000100.pt", "ckpt-0000000200.pt"]
+    assert list(logdir.glob("events.out.tfevents.*"))
+    assert list((logdir / "replay").glob("env0-*.npz"))
+
+
+def test_train_crafter(tmp_path):
+    logdir = tmp_path / "crafter"
+    assert main(train_args(logdir, "crafter", 120, "--set", "environment.length=50")) == 0
+    rows = read_metrics(logdir)
+    assert rows[-1]["step"] == 120
+    assert any("episode/score" in row for row in rows)  # 50-step episodes finished
+    assert any(key.startswith("achievements/") for row in rows for key in row)
+
+
+def test_resume_continues_step_counter_ratio_and_replay(tmp_path):
+    logdir = tmp_path / "run"
+    assert main(train_args(logdir, "gym:CartPole-v1", 100)) == 0
+    first = checkpoint.load_latest(logdir / "checkpoints")[1]
+    assert first["progress"]["step"] == 100 and first["ratio"] == {"steps": 50, "updates": 50}
+
+    cfg = load_config(FAST + ["run.prefill=50", "run.train_ratio=64", f"logdir={logdir}", "device=cpu"],
+                      {"env": "gym:CartPole-v1", "size": "xs", "steps": 200})
+    trainer = Trainer(cfg)
+    assert trainer.resumed_from.name == "ckpt-0000000100.pt"
+    assert trainer.progress.step == 100 and len(trainer.replay) == 100  # replay refilled from disk
+    for key, value in first["agent"].items():
+        torch.testing.assert_close(trainer.agent.state_dict()[key], value)
+    trainer.run()
+    final = checkpoint.load_latest(logdir / "checkpoints")[1]
+    assert final["progress"]["step"] == 200 and final["ratio"] == {"steps": 150, "updates": 150}
+    steps = [row["step"] for row in read_metrics(logdir)]
+    assert steps == sorted(set(steps)) and steps[-1] == 200  # no step logged twice
+
+
+def test_resume_flag_needs_a_checkpoint(tmp_path, capsys):
+    assert main(train_args(tmp_path / "empty", "gym:CartPole-v1", 100, "--resume")) == 2
+    assert "holds no checkpoint" in capsys.readouterr().err
+
+
+def test_checkpoint_from_another_size_or_env_is_refused(tmp_path, capsys):
+    logdir = tmp_path / "run"
+    assert main(train_args(logdir, "gym:CartPole-v1", 100)) == 0
+    assert main(train_args(logdir, "gym:CartPole-v1", 200, "--set", "dims.units=48")) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("dreamer: error:")]
+    assert len(errors) == 1
+    assert "checkpoint does not match this run" in errors[0]
+    assert "rssm.hidden: checkpoint has 32, this run has 48" in errors[0]
+    assert main(train_args(logdir, "gym:Acrobot-v1", 200)) == 2
+    assert "env: checkpoint has 'gym:CartPole-v1', this run has 'gym:Acrobot-v1'" in capsys.readouterr().err
+
+
+def test_unreadable_newest_checkpoint_falls_back(tmp_path):
+    logdir = tmp_path / "run"
+    assert main(train_args(logdir, "gym:CartPole-v1", 200)) == 0
+    newest = checkpoint.list_checkpoints(logdir / "checkpoints")[-1]
+    newest.write_bytes(b"not a checkpoint")
+    with pytest.warns(UserWarning, match="ckpt-0000000200.pt is unreadable.*falling back to ckpt-0000000100.pt"):
+        path, payload = checkpoint.load_latest(logdir / "checkpoints")
+    assert payload["progress"]["step"] == 100
+
+
+def test_eval_writes_json(tmp_path, capsys):
+    logdir = tmp_path / "run"
+    assert main(train_args(logdir, "gym:CartPole-v1", 100)) == 0
+    out = tmp_path / "eval.json"
+    assert main(["eval", "--checkpoint", str(logdir), "--episodes", "3", "--device", "cpu", "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["episodes"] == 3 and len(result["returns"]) == 3 and result["step"] == 100
+    assert result["mean_return"] == pytest.approx(sum(result["returns"]) / 3)
+    assert all(r == length for r, length in zip(result["returns"], result["lengths"]))  # CartPole: +1 a step
+
+
+def test_eval_errors(tmp_path, capsys):
+    assert main(["eval", "--checkpoint", str(tmp_path / "nothing"), "--episodes", "1"]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    (tmp_path / "bad.pt").write_bytes(b"junk")
+    assert main(["eval", "--checkpoint", str(tmp_path / "bad.pt"), "--episodes", "1"]) == 2
+    assert "is unreadable" in capsys.readouterr().err
