@@ -107,7 +107,7 @@ class Decoder(nn.Module):
                 target = obs[key].float() / 255.0
             else:
                 target = symlog(obs[key].float())
-            losses[key] = ((pred.float() - target) ** 2).flatten(1).sum(-1)
+            losses[key] = (pred.float() - target).square().flatten(1).sum(-1)
         return losses
 
 

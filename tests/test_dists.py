@@ -101,6 +101,15 @@ def test_straight_through_sample():
     torch.testing.assert_close(grad_st, grad_probs)
 
 
+def test_samples_follow_the_probabilities():
+    torch.manual_seed(0)
+    probs = torch.tensor([0.05, 0.6, 0.0, 0.35])
+    samples = OneHotDist(torch.log(probs).expand(200_000, 4)).sample()
+    freq = samples.mean(0)
+    torch.testing.assert_close(freq, probs, atol=0.005, rtol=0)  # 4 sigma of a 200k-sample mean
+    assert freq[2] == 0.0  # a class of probability zero is never drawn
+
+
 def test_onehot_mode_log_prob_entropy():
     dist = OneHotDist(torch.log(torch.tensor([0.2, 0.5, 0.3])))
     assert torch.equal(dist.mode(), torch.tensor([0.0, 1.0, 0.0]))

@@ -76,10 +76,16 @@ class OneHotDist:
         return self.logits.exp()
 
     def sample(self) -> Tensor:
-        """One-hot sample whose gradient is that of the probabilities (straight-through)."""
+        """One-hot sample whose gradient is that of the probabilities (straight-through).
+
+        Drawn by inverting the CDF with one uniform per row, several times faster on CPU than
+        `torch.multinomial` for the (N, 32, 32) latents and exact in distribution.
+        """
         probs = self.probs
-        index = torch.multinomial(probs.reshape(-1, probs.shape[-1]), 1).reshape(probs.shape[:-1])
-        onehot = F.one_hot(index, probs.shape[-1]).to(probs.dtype)
+        classes = probs.shape[-1]
+        uniform = torch.rand((*probs.shape[:-1], 1), device=probs.device, dtype=probs.dtype)
+        index = (probs.detach().cumsum(-1) < uniform).sum(-1).clamp(max=classes - 1)
+        onehot = F.one_hot(index, classes).to(probs.dtype)
         return onehot + (probs - probs.detach())  # exact one-hot forward
 
     def mode(self) -> Tensor:
