@@ -133,3 +133,14 @@ class Agent(nn.Module):
         if self.discrete:
             return action.argmax(-1).cpu().numpy()
         return action.cpu().numpy()
+
+
+class AgentPolicy:
+    """The agent acting in N envs: carries its recurrent state between calls."""
+
+    def __init__(self, agent: Agent, mode: str):
+        self.agent, self.mode, self.state = agent, mode, None
+
+    def __call__(self, obs: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        action, self.state = self.agent.policy(obs, self.state, self.mode)
+        return action.cpu().numpy(), self.agent.env_action(action)

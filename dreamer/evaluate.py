@@ -9,13 +9,12 @@ from typing import Any
 import numpy as np
 
 from dreamer import checkpoint
-from dreamer.agent import Agent, resolve_device
+from dreamer.agent import Agent, AgentPolicy, resolve_device
 from dreamer.config import ConfigError, from_yaml
 from dreamer.envs import make_vector, spaces, split_name
 from dreamer.envs.atari import human_normalized
 from dreamer.envs.crafter_env import crafter_score
 from dreamer.envs.driver import Driver
-from dreamer.train import AgentPolicy
 
 EVAL_SEED_OFFSET = 10**6  # evaluation episodes use other env seeds than training
 

@@ -23,11 +23,12 @@ import torch
 from tqdm import tqdm
 
 from dreamer import checkpoint
-from dreamer.agent import Agent, resolve_device
+from dreamer.agent import Agent, AgentPolicy, resolve_device
 from dreamer.config import Config, identity, to_yaml
 from dreamer.envs import make_vector, spaces
 from dreamer.envs.crafter_env import crafter_score
 from dreamer.envs.driver import Driver, random_policy
+from dreamer.evaluate import evaluate
 from dreamer.logging import Logger, Mean
 from dreamer.replay import Replay, TrainRatio
 
@@ -40,17 +41,6 @@ class Progress:
     episodes: int = 0
     achievements: dict[str, int] = dataclasses.field(default_factory=dict)  # episodes that unlocked each
     last_return: float = float("nan")
-
-
-class AgentPolicy:
-    """The agent acting in N envs: carries its recurrent state between calls."""
-
-    def __init__(self, agent: Agent, mode: str):
-        self.agent, self.mode, self.state = agent, mode, None
-
-    def __call__(self, obs: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        action, self.state = self.agent.policy(obs, self.state, self.mode)
-        return action.cpu().numpy(), self.agent.env_action(action)
 
 
 def seed_everything(seed: int) -> None:
@@ -72,20 +62,22 @@ def set_rng_states(states: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(states["cuda"])
 
 
-def episode_metrics(episodes: list[dict[str, float]], progress: Progress) -> dict[str, float]:
-    """Per-episode return and length, and for Crafter the success rates and score so far."""
-    out: dict[str, float] = {}
+def record_episodes(episodes: list[dict[str, float]], progress: Progress) -> dict[str, float]:
+    """Count finished episodes into `progress`; return their mean return and length."""
     for ep in episodes:
         progress.episodes += 1
         progress.last_return = ep["return"]
         for key, count in ep.items():
             if key.startswith("achievement_"):
                 progress.achievements[key] = progress.achievements.get(key, 0) + int(count > 0)
-    if episodes:
-        out["episode/return"] = float(np.mean([ep["return"] for ep in episodes]))
-        out["episode/length"] = float(np.mean([ep["length"] for ep in episodes]))
-        out["episode/count"] = progress.episodes
-    if episodes and progress.achievements:
+    return {"episode/return": float(np.mean([ep["return"] for ep in episodes])),
+            "episode/length": float(np.mean([ep["length"] for ep in episodes]))}
+
+
+def cumulative_metrics(progress: Progress) -> dict[str, float]:
+    """Episodes so far and, for Crafter, each achievement's success rate and the score over them."""
+    out = {"episode/count": float(progress.episodes)}
+    if progress.episodes and progress.achievements:
         rates = {k: 100.0 * v / progress.episodes for k, v in progress.achievements.items()}
         out.update({f"achievements/{k[len('achievement_'):]}": r for k, r in rates.items()})
         out["episode/score"] = crafter_score(np.array(list(rates.values())))
@@ -172,7 +164,7 @@ class Trainer:
             self.timers["updates"] += 1
 
     def log(self, episode_stats: dict[str, float]) -> None:
-        values = {**self.metrics.pop(), **episode_stats}
+        values = {**self.metrics.pop(), **episode_stats, **cumulative_metrics(self.progress)}
         t = self.timers
         if t["env"] > 0:
             values["perf/env_steps_per_second"] = t["env_steps"] / t["env"]
@@ -197,7 +189,7 @@ class Trainer:
                 for episode in episodes:
                     self.logger.episode(self.progress.step, episode)
                 if episodes:
-                    pending.add(episode_metrics(episodes, self.progress))
+                    pending.add(record_episodes(episodes, self.progress))
                 self.learn()
                 bar.update(self.progress.step - before)
                 bar.set_postfix(updates=self.ratio.updates, ret=f"{self.progress.last_return:.1f}", refresh=False)
@@ -213,6 +205,8 @@ class Trainer:
             bar.close()
             self.driver.close()
             self.logger.close()
+        if cfg.eval_episodes:
+            evaluate(self.logdir, cfg.eval_episodes, self.cfg.device, self.logdir / "eval.json")
         return self.progress
 
 

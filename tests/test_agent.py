@@ -1,5 +1,7 @@
 """The agent end to end: shapes and parameter counts per preset, full updates, gradient routing."""
 
+import resource
+
 import numpy as np
 import pytest
 import torch
@@ -46,6 +48,8 @@ def test_preset_shapes(size):
         assert agent.behavior.actor(feat).logits.shape == (2, 3, 17)
         assert agent.wm.encoder.out_dim == 16 * 8 * sizes()[size]["cnn_depth"]
     assert torch.isfinite(loss)
+    if size == "xl":  # building and running the largest preset stays within a few GiB
+        assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss < 6 * 2**20  # KiB
 
 
 CASES = {

@@ -117,3 +117,36 @@ def test_eval_errors(tmp_path, capsys):
     (tmp_path / "bad.pt").write_bytes(b"junk")
     assert main(["eval", "--checkpoint", str(tmp_path / "bad.pt"), "--episodes", "1"]) == 2
     assert "is unreadable" in capsys.readouterr().err
+
+
+def test_parallel_envs_and_eval_at_the_end(tmp_path):
+    logdir = tmp_path / "run"
+    assert main(train_args(logdir, "gym:CartPole-v1", 100, "--envs", "2", "--set", "run.eval_episodes=2")) == 0
+    payload = checkpoint.load_latest(logdir / "checkpoints")[1]
+    assert payload["progress"]["step"] == 100
+    assert payload["ratio"]["steps"] == 50  # both envs' steps after the prefill count
+    assert payload["replay_written"] == [50, 50]
+    assert {p.name.split("-")[0] for p in (logdir / "replay").glob("*.npz")} == {"env0", "env1"}
+    episodes = [json.loads(line) for line in (logdir / "episodes.jsonl").read_text().splitlines()]
+    assert episodes and all(ep["length"] == ep["return"] for ep in episodes)  # CartPole pays +1 a step
+    assert json.loads((logdir / "eval.json").read_text())["episodes"] == 2
+
+
+def test_episode_statistics_by_hand():
+    from dreamer.train import Progress, cumulative_metrics, record_episodes
+
+    progress = Progress()
+    means = record_episodes([
+        {"return": 1.0, "length": 10, "achievement_collect_wood": 2.0, "achievement_place_table": 0.0},
+        {"return": 3.0, "length": 20, "achievement_collect_wood": 0.0, "achievement_place_table": 1.0},
+    ], progress)
+    assert means == {"episode/return": 2.0, "episode/length": 15.0}
+    stats = cumulative_metrics(progress)
+    assert stats["episode/count"] == 2
+    assert stats["achievements/collect_wood"] == 50.0 and stats["achievements/place_table"] == 50.0
+    assert stats["episode/score"] == pytest.approx(50.0)  # exp((ln 51 + ln 51) / 2) - 1
+    record_episodes([{"return": 0.0, "length": 5, "achievement_collect_wood": 1.0,
+                      "achievement_place_table": 0.0}], progress)
+    stats = cumulative_metrics(progress)
+    assert stats["achievements/collect_wood"] == pytest.approx(200 / 3)  # 2 of 3 episodes
+    assert progress.last_return == 0.0
