@@ -73,6 +73,24 @@ def cmd_eval(args: argparse.Namespace) -> None:
     print(json.dumps(result if out is None else summary, indent=2))
 
 
+def cmd_imagine(args: argparse.Namespace) -> None:
+    from dreamer.evaluate import load_agent
+    from dreamer.imagine import imagine, logdir_of
+
+    agent, cfg, _ = load_agent(Path(args.checkpoint), args.device)
+    defaults = cfg.imagine
+    info = imagine(
+        agent, cfg, logdir_of(args.checkpoint), Path(args.out),
+        sequences=args.episodes or defaults.sequences, context=args.context or defaults.context,
+        horizon=args.horizon or defaults.horizon, actions=args.actions, source=args.source,
+        write_json=args.json, seed=args.seed,
+    )
+    steps = ", ".join("-" if v is None else f"{v:.4f}" for v in info["mse_per_step"])
+    print(f"wrote {args.out}" + (f" and {Path(args.out).with_suffix('.json')}" if args.json else ""))
+    print(f"per-step prediction error (MSE, mean over {info['sequences']} sequences; the first "
+          f"{info['context']} steps are context): {steps}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dreamer", description="DreamerV3 world-model RL in PyTorch.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -100,6 +118,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     p.add_argument("--out", help="write the JSON here (atomically) and print a summary")
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("imagine", help="open-loop predictions of the world model from a checkpoint")
+    p.add_argument("--checkpoint", required=True, help="a run's logdir, its checkpoints/ folder, or a .pt file")
+    p.add_argument("--out", required=True, help=".gif or .mp4 (animation), .png (contact sheet, or a plot "
+                                                "for vector-only envs)")
+    p.add_argument("--episodes", type=int, help="sequences to show (default: the run's imagine.sequences)")
+    p.add_argument("--context", type=int, help="real steps the model observes first (default 5)")
+    p.add_argument("--horizon", type=int, help="steps predicted open-loop after the context (default 45)")
+    p.add_argument("--actions", default="replay", help="replay: the recorded actions; policy: the actor's")
+    p.add_argument("--source", default="saved", help="saved: the run's replay on disk; fresh: play new episodes")
+    p.add_argument("--json", action="store_true", help="also write per-step errors and rewards to OUT.json")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_imagine)
     return parser
 
 

@@ -52,6 +52,16 @@ class RunConfig:
     log_every: int = MISSING
     save_every: int = MISSING
     eval_episodes: int = MISSING
+    video_every: int = MISSING
+
+
+@dataclass
+class ImagineConfig:
+    sequences: int = MISSING
+    context: int = MISSING
+    horizon: int = MISSING
+    scale: int = MISSING
+    fps: int = MISSING
 
 
 @dataclass
@@ -163,6 +173,7 @@ class Config:
     dims: Dims = field(default_factory=Dims)
     run: RunConfig = field(default_factory=RunConfig)
     environment: EnvConfig = field(default_factory=EnvConfig)
+    imagine: ImagineConfig = field(default_factory=ImagineConfig)
     replay: ReplayConfig = field(default_factory=ReplayConfig)
     rssm: RSSMConfig = field(default_factory=RSSMConfig)
     encoder: CoderConfig = field(default_factory=CoderConfig)
@@ -299,6 +310,8 @@ def validate(cfg: Config) -> None:
         "run.steps": cfg.run.steps, "run.envs": cfg.run.envs, "environment.repeat": cfg.environment.repeat,
         "environment.size": cfg.environment.size, "run.log_every": cfg.run.log_every,
         "run.save_every": cfg.run.save_every, "replay.chunk": cfg.replay.chunk,
+        "imagine.sequences": cfg.imagine.sequences, "imagine.context": cfg.imagine.context,
+        "imagine.scale": cfg.imagine.scale, "imagine.fps": cfg.imagine.fps,
         "replay.capacity": cfg.replay.capacity, "replay.batch_size": cfg.replay.batch_size,
         "replay.batch_length": cfg.replay.batch_length, "rssm.deter": cfg.rssm.deter,
         "rssm.hidden": cfg.rssm.hidden, "rssm.stoch": cfg.rssm.stoch, "rssm.classes": cfg.rssm.classes,
@@ -309,6 +322,7 @@ def validate(cfg: Config) -> None:
         if value <= 0:
             raise ConfigError(f"bad value for config key {key!r}: {value} (must be > 0)")
     for key, value in {"run.prefill": cfg.run.prefill, "run.eval_episodes": cfg.run.eval_episodes,
+                       "run.video_every": cfg.run.video_every, "imagine.horizon": cfg.imagine.horizon,
                        "environment.length": cfg.environment.length, "environment.noops": cfg.environment.noops,
                        "seed": cfg.seed}.items():
         if value < 0:

@@ -7,6 +7,7 @@ import math
 from collections import defaultdict
 from pathlib import Path
 
+from tensorboard.compat.proto import summary_pb2
 from torch.utils.tensorboard import SummaryWriter
 
 from dreamer.checkpoint import atomic_write
@@ -55,6 +56,15 @@ class Logger:
             self.writer.add_scalar(key, value, step)
         self.jsonl.write(json.dumps({"step": step, **values}) + "\n")
         self.jsonl.flush()
+
+    def gif(self, tag: str, data: bytes, height: int, width: int, step: int) -> None:
+        """An animated GIF as a TensorBoard image summary (shown animated in the Images tab)."""
+        image = summary_pb2.Summary.Image(height=height, width=width, colorspace=3, encoded_image_string=data)
+        summary = summary_pb2.Summary(value=[summary_pb2.Summary.Value(tag=tag, image=image)])
+        self.writer._get_file_writer().add_summary(summary, step)
+
+    def figure(self, tag: str, figure, step: int) -> None:
+        self.writer.add_figure(tag, figure, step)
 
     def episode(self, step: int, episode: dict[str, float]) -> None:
         self.episodes.write(json.dumps({"step": step, **episode}) + "\n")

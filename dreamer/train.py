@@ -22,13 +22,14 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from dreamer import checkpoint
+from dreamer import checkpoint, render
 from dreamer.agent import Agent, AgentPolicy, resolve_device
 from dreamer.config import Config, identity, to_yaml
 from dreamer.envs import make_vector, spaces
 from dreamer.envs.crafter_env import crafter_score
 from dreamer.envs.driver import Driver, random_policy
 from dreamer.evaluate import evaluate
+from dreamer.imagine import open_loop
 from dreamer.logging import Logger, Mean
 from dreamer.replay import Replay, TrainRatio
 
@@ -177,6 +178,24 @@ class Trainer:
         self.logged_step = self.progress.step
         self.timers = {"env": 0.0, "train": 0.0, "env_steps": 0, "updates": 0}
 
+    def log_video(self) -> None:
+        """Open-loop predictions on replay windows that stay inside one episode, to TensorBoard."""
+        spec = self.cfg.imagine
+        length = spec.context + spec.horizon
+        if self.replay.count.max() < length:
+            return
+        windows = self.replay.sample(8 * spec.sequences, length)
+        inside = np.flatnonzero(~windows["is_first"][:, 1:].any(1))[: spec.sequences]
+        if len(inside) == 0:
+            return
+        result = open_loop(self.agent, {k: v[inside] for k, v in windows.items()}, spec.context, "replay")
+        if result["pred_image"] is not None:
+            frames = render.animation_frames(result, spec.scale)
+            data = render.gif_bytes(frames, spec.fps)
+            self.logger.gif("imagine/open_loop", data, frames.shape[1], frames.shape[2], self.progress.step)
+        else:
+            self.logger.figure("imagine/open_loop", render.vector_plot(result), self.progress.step)
+
     def run(self) -> Progress:
         cfg = self.cfg.run
         pending = Mean()  # episode stats between two log writes
@@ -197,6 +216,8 @@ class Trainer:
                     self.log(pending.pop())
                 if self.progress.step // cfg.save_every > before // cfg.save_every:
                     self.save()
+                if cfg.video_every and self.progress.step // cfg.video_every > before // cfg.video_every:
+                    self.log_video()
             if self.logged_step != self.progress.step:
                 self.log(pending.pop())
             if self.saved_step != self.progress.step:

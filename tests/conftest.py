@@ -9,6 +9,17 @@ from dreamer.config import load_config
 
 TINY = ["dims.deter=32", "dims.units=32", "dims.cnn_depth=4", "dims.layers=1", "behavior.horizon=4"]
 FLAGS = gym.spaces.Box(0, 1, (), dtype=bool)
+FAST = [*TINY, "replay.batch_size=4", "replay.batch_length=16", "run.log_every=50", "run.save_every=100",
+        "replay.chunk=64"]
+
+
+def train_args(logdir, env="gym:CartPole-v1", steps=200, *extra):
+    """`dreamer train` arguments for a tiny model that trains for seconds."""
+    args = ["train", "--env", env, "--size", "xs", "--steps", str(steps), "--prefill", "50",
+            "--train-ratio", "64", "--logdir", str(logdir), "--device", "cpu"]
+    for override in FAST:
+        args += ["--set", override]
+    return args + list(extra)
 
 
 def obs_space(image: bool = True, vector: int = 0) -> gym.spaces.Dict:

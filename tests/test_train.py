@@ -9,19 +9,7 @@ from dreamer import checkpoint
 from dreamer.cli import main
 from dreamer.config import load_config
 from dreamer.train import Trainer
-from tests.conftest import TINY
-
-FAST = [*TINY, "replay.batch_size=4", "replay.batch_length=16", "run.log_every=50", "run.save_every=100",
-        "replay.chunk=64"]
-
-
-def train_args(logdir, env="gym:CartPole-v1", steps=200, *extra):
-    args = ["train", "--env", env, "--size", "xs", "--steps", str(steps), "--prefill", "50",
-            "--train-ratio", "64", "--logdir", str(logdir), "--device", "cpu"]
-    for override in FAST:
-        args += ["--set", override]
-    return args + list(extra)
-
+from tests.conftest import FAST, train_args
 
 def read_metrics(logdir):
     return [json.loads(line) for line in (logdir / "metrics.jsonl").read_text().splitlines()]

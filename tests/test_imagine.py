@@ -1,0 +1,128 @@
+"""`dreamer imagine`: open-loop pictures and numbers from a checkpoint of a tiny trained agent."""
+
+import json
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from dreamer import render
+from dreamer.cli import main
+from tests.conftest import train_args
+
+CONTEXT, HORIZON, SEQUENCES, SCALE = 3, 9, 2, 2
+VIDEO = ["--set", "environment.length=40", "--set", "run.video_every=100", "--set", "imagine.context=2",
+         "--set", "imagine.horizon=5", "--set", "imagine.sequences=2", "--set", f"imagine.scale={SCALE}"]
+
+
+@pytest.fixture(scope="module")
+def crafter_run(tmp_path_factory):
+    logdir = tmp_path_factory.mktemp("imagine") / "crafter"
+    assert main(train_args(logdir, "crafter", 160, *VIDEO)) == 0
+    return logdir
+
+
+@pytest.fixture(scope="module")
+def cartpole_run(tmp_path_factory):
+    logdir = tmp_path_factory.mktemp("imagine") / "cartpole"
+    assert main(train_args(logdir, "gym:CartPole-v1", 120, "--set", "run.video_every=100",
+                           "--set", "imagine.horizon=4")) == 0
+    return logdir
+
+
+def imagine_args(logdir, out, *extra):
+    return ["imagine", "--checkpoint", str(logdir), "--out", str(out), "--context", str(CONTEXT),
+            "--horizon", str(HORIZON), "--episodes", str(SEQUENCES), "--device", "cpu", *extra]
+
+
+def grid_size(sequences: int) -> tuple[int, int]:
+    """(height, width) of one frame grid, from the layout constants."""
+    cell_w = 64 * SCALE + 2 * render.BORDER
+    cell_h = 64 * SCALE + 2 * render.BORDER + render.TEXT_HEIGHT
+    return render.TEXT_HEIGHT + 2 + 3 * cell_h, 40 + sequences * cell_w
+
+
+@pytest.mark.parametrize("ext", ["gif", "mp4"])
+def test_animations_have_one_frame_per_step(crafter_run, tmp_path, ext):
+    out = tmp_path / f"imagine.{ext}"
+    assert main(imagine_args(crafter_run, out)) == 0
+    frames = iio.imread(out)
+    height, width = grid_size(SEQUENCES)
+    assert frames.shape == (CONTEXT + HORIZON, height + (-height % 16), width + (-width % 16), 3)
+
+
+def test_contact_sheet_and_json(crafter_run, tmp_path, capsys):
+    out = tmp_path / "sheet.png"
+    assert main(imagine_args(crafter_run, out, "--json")) == 0
+    height, width = grid_size(SEQUENCES)
+    assert iio.imread(out).shape == (height, width * (CONTEXT + HORIZON), 3)
+    info = json.loads(out.with_suffix(".json").read_text())
+    assert info["steps"] == CONTEXT + HORIZON and info["sequences"] == SEQUENCES
+    assert len(info["mse_per_step"]) == CONTEXT + HORIZON and all(v >= 0 for v in info["mse_per_step"])
+    assert np.allclose(np.mean(info["mse"], axis=0), info["mse_per_step"], atol=1e-5)
+    assert len(info["reward_pred"][0]) == len(info["reward_real"][0]) == CONTEXT + HORIZON
+    assert "per-step prediction error" in capsys.readouterr().out
+
+
+def test_policy_actions_have_no_truth_after_the_context(crafter_run, tmp_path):
+    out = tmp_path / "policy.gif"
+    assert main(imagine_args(crafter_run, out, "--actions", "policy", "--source", "fresh", "--json")) == 0
+    info = json.loads(out.with_suffix(".json").read_text())
+    assert all(v is not None for v in info["mse_per_step"][:CONTEXT])
+    assert all(v is None for v in info["mse_per_step"][CONTEXT:])
+    assert iio.imread(out).shape[0] == CONTEXT + HORIZON
+
+
+def test_error_row_is_zero_where_truth_equals_prediction():
+    rng = np.random.default_rng(0)
+    truth = rng.integers(0, 256, (2, 4, 64, 64, 3), dtype=np.uint8)
+    pred = truth.astype(np.float32) / 255.0
+    pred[1] = rng.random((4, 64, 64, 3))  # the second sequence is predicted wrongly
+    result = {"context": 2, "actions": "replay", "truth_image": truth, "pred_image": pred,
+              "has_truth": np.ones((2, 4), bool), "pred_reward": np.zeros((2, 4)), "pred_cont": np.ones((2, 4))}
+    grid = np.asarray(render.frame_grid(result, 3, scale=1))
+    cell_w, cell_h = 64 + 2 * render.BORDER, 64 + 2 * render.BORDER + render.TEXT_HEIGHT
+    top = render.TEXT_HEIGHT + 2 + 2 * cell_h + render.BORDER  # the error row's first pixel row
+    exact = grid[top:top + 64, 40 + render.BORDER:40 + render.BORDER + 64]
+    wrong = grid[top:top + 64, 40 + cell_w + render.BORDER:40 + cell_w + render.BORDER + 64]
+    assert exact.max() == 0 and wrong.mean() > 40
+    # and the truth and model rows show the frames themselves
+    first = render.TEXT_HEIGHT + 2 + render.BORDER
+    assert np.array_equal(grid[first:first + 64, 40 + render.BORDER:40 + render.BORDER + 64], truth[0, 3])
+
+
+def test_vector_env_writes_a_plot(cartpole_run, tmp_path):
+    out = tmp_path / "plot.png"
+    assert main(imagine_args(cartpole_run, out, "--json")) == 0
+    assert iio.imread(out).ndim == 3
+    info = json.loads(out.with_suffix(".json").read_text())
+    assert len(info["mse_per_step"]) == CONTEXT + HORIZON
+
+
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("gif-for-vectors", "has no image observations, so there are no frames for .gif"),
+        ("horizon-too-long", "but the longest stored episode segment has"),
+        ("missing", "does not exist"),
+        ("bad-extension", "unknown output type '.jpg'"),
+    ],
+)
+def test_clear_errors(case, message, crafter_run, cartpole_run, tmp_path, capsys):
+    args = {
+        "gif-for-vectors": imagine_args(cartpole_run, tmp_path / "x.gif"),
+        "horizon-too-long": imagine_args(crafter_run, tmp_path / "x.gif") + ["--horizon", "500"],
+        "missing": imagine_args(tmp_path / "nothing", tmp_path / "x.gif"),
+        "bad-extension": imagine_args(crafter_run, tmp_path / "x.jpg"),
+    }[case]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+
+
+def test_training_writes_open_loop_videos_to_tensorboard(crafter_run, cartpole_run):
+    for logdir in (crafter_run, cartpole_run):
+        events = EventAccumulator(str(logdir), size_guidance={"images": 0})
+        events.Reload()
+        assert "imagine/open_loop" in events.Tags()["images"]
