@@ -15,8 +15,9 @@ from dreamer.config import Config
 
 
 def random_batch(obs_space: gym.spaces.Dict, act_space: gym.spaces.Space, batch: int, length: int,
-                 seed: int = 0) -> dict[str, np.ndarray]:
-    """A (B, T) batch shaped like replay output, with random content and one reset per window."""
+                 seed: int = 0, reset_at: int | None = None) -> dict[str, np.ndarray]:
+    """A (B, T) batch shaped like replay output with random content. Every window starts with
+    `is_first`; `reset_at` adds an episode boundary: a terminal step, then a new episode."""
     rng = np.random.default_rng(seed)
     data: dict[str, np.ndarray] = {}
     for key, space in obs_space.spaces.items():
@@ -25,7 +26,7 @@ def random_batch(obs_space: gym.spaces.Dict, act_space: gym.spaces.Space, batch:
         if space.dtype == np.uint8:
             data[key] = rng.integers(0, 256, (batch, length, *space.shape), dtype=np.uint8)
         else:
-            data[key] = rng.normal(size=(batch, length, *space.shape)).astype(np.float32)
+            data[key] = (3 * rng.normal(size=(batch, length, *space.shape))).astype(np.float32)
     if isinstance(act_space, gym.spaces.Discrete):
         data["action"] = np.eye(int(act_space.n), dtype=np.float32)[rng.integers(0, int(act_space.n), (batch, length))]
     else:
@@ -34,7 +35,10 @@ def random_batch(obs_space: gym.spaces.Dict, act_space: gym.spaces.Space, batch:
     data["is_first"] = np.zeros((batch, length), bool)
     data["is_first"][:, 0] = True
     data["is_terminal"] = np.zeros((batch, length), bool)
-    data["is_last"] = np.zeros((batch, length), bool)
+    if reset_at is not None:
+        data["is_first"][:, reset_at] = True
+        data["is_terminal"][:, reset_at - 1] = True
+    data["is_last"] = data["is_terminal"].copy()
     return data
 
 

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from dreamer import bench
 from dreamer.config import load_config
 
 TINY = ["dims.deter=32", "dims.units=32", "dims.cnn_depth=4", "dims.layers=1", "behavior.horizon=4"]
@@ -41,29 +42,9 @@ def tiny_config(*overrides: str, env: str = "crafter", size: str = "xs"):
 
 
 def random_batch(obs: gym.spaces.Dict, act: gym.spaces.Space, batch: int = 3, length: int = 6, seed: int = 0):
-    """A replay-shaped batch (B, T, ...) with an episode boundary in the middle of each window."""
-    gen = torch.Generator().manual_seed(seed)
-    data = {}
-    for key, space in obs.spaces.items():
-        if key.startswith("is_") or key == "reward":
-            continue
-        if space.dtype == np.uint8:
-            data[key] = torch.randint(0, 256, (batch, length, *space.shape), generator=gen, dtype=torch.uint8)
-        else:
-            data[key] = torch.randn(batch, length, *space.shape, generator=gen) * 3
-    if isinstance(act, gym.spaces.Discrete):
-        index = torch.randint(0, int(act.n), (batch, length), generator=gen)
-        data["action"] = torch.nn.functional.one_hot(index, int(act.n)).float()
-    else:
-        data["action"] = torch.rand(batch, length, act.shape[0], generator=gen) * 2 - 1
-    data["reward"] = torch.randn(batch, length, generator=gen)
-    data["is_first"] = torch.zeros(batch, length, dtype=torch.bool)
-    data["is_first"][:, 0] = True
-    data["is_first"][:, length // 2] = True
-    data["is_terminal"] = torch.zeros(batch, length, dtype=torch.bool)
-    data["is_terminal"][:, length // 2 - 1] = True
-    data["is_last"] = data["is_terminal"].clone()
-    return data
+    """A replay-shaped batch (B, T, ...) of tensors with an episode boundary inside each window."""
+    data = bench.random_batch(obs, act, batch, length, seed, reset_at=length // 2)
+    return {key: torch.as_tensor(value) for key, value in data.items()}
 
 
 @pytest.fixture(autouse=True)
