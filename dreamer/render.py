@@ -20,6 +20,7 @@ MISSING_COLOUR = (90, 90, 90)  # no ground truth (actions from the policy)
 BORDER = 2
 TEXT_HEIGHT = 12
 ROW_NAMES = ("truth", "model", "error")
+LABEL_WIDTH = 60
 
 
 def _cell(image: np.ndarray | None, scale: int, colour: tuple[int, int, int], caption: str) -> Image.Image:
@@ -48,35 +49,42 @@ def error_image(truth: np.ndarray, pred: np.ndarray) -> np.ndarray:
     return to_uint8(np.abs(truth.astype(np.float32) / 255.0 - pred))
 
 
-def frame_grid(result: dict, t: int, scale: int) -> Image.Image:
-    """The animation frame of step t: columns = sequences, rows = truth / model / error."""
-    context = result["context"]
-    colour = CONTEXT_COLOUR if t < context else IMAGINED_COLOUR
-    columns = []
-    for k in range(len(result["pred_image"])):
-        has_truth = bool(result["has_truth"][k, t])
-        truth = result["truth_image"][k, t] if has_truth else None
-        pred = to_uint8(result["pred_image"][k, t])
-        caption = f"r {result['pred_reward'][k, t]:+.2f} c {result['pred_cont'][k, t]:.2f}"
-        cells = [
-            _cell(truth, scale, colour, ""),
-            _cell(pred, scale, colour, caption),
-            _cell(error_image(truth, result["pred_image"][k, t]) if has_truth else None, scale, colour, ""),
-        ]
-        columns.append(cells)
-    cell_w, cell_h = columns[0][0].size
-    label_w = 40
-    header = TEXT_HEIGHT + 2
-    grid = Image.new("RGB", (label_w + len(columns) * cell_w, header + 3 * cell_h), (255, 255, 255))
+def _cells(result: dict, k: int, t: int, scale: int) -> list[Image.Image]:
+    """Truth, model and error cells of sequence k at step t."""
+    colour = CONTEXT_COLOUR if t < result["context"] else IMAGINED_COLOUR
+    has_truth = bool(result["has_truth"][k, t])
+    truth = result["truth_image"][k, t] if has_truth else None
+    pred = result["pred_image"][k, t]
+    caption = f"r {result['pred_reward'][k, t]:+.2f} c {result['pred_cont'][k, t]:.2f}"
+    return [
+        _cell(truth, scale, colour, ""),
+        _cell(to_uint8(pred), scale, colour, caption),
+        _cell(error_image(truth, pred) if has_truth else None, scale, colour, ""),
+    ]
+
+
+def _labelled_grid(cells: list[list[Image.Image]], labels: list[str], title: str, colour) -> Image.Image:
+    """Paste rows of equal cells under a title line, with a label left of each row."""
+    cell_w, cell_h = cells[0][0].size
+    label_w, header = LABEL_WIDTH, TEXT_HEIGHT + 2
+    grid = Image.new("RGB", (label_w + len(cells[0]) * cell_w, header + len(cells) * cell_h), (255, 255, 255))
     draw = ImageDraw.Draw(grid)
-    phase = "context" if t < context else "imagined"
-    draw.text((2, 1), f"t={t} {phase}", fill=colour, font=ImageFont.load_default())
-    for row, name in enumerate(ROW_NAMES):
-        draw.text((2, header + row * cell_h + cell_h // 2 - 6), name, fill=(0, 0, 0), font=ImageFont.load_default())
-    for col, cells in enumerate(columns):
-        for row, cell in enumerate(cells):
+    font = ImageFont.load_default()
+    draw.text((2, 1), title, fill=colour, font=font)
+    for row, (label, row_cells) in enumerate(zip(labels, cells)):
+        draw.text((2, header + row * cell_h + cell_h // 2 - 6), label, fill=(0, 0, 0), font=font)
+        for col, cell in enumerate(row_cells):
             grid.paste(cell, (label_w + col * cell_w, header + row * cell_h))
     return grid
+
+
+def frame_grid(result: dict, t: int, scale: int) -> Image.Image:
+    """The animation frame of step t: columns = sequences, rows = truth / model / error."""
+    columns = [_cells(result, k, t, scale) for k in range(len(result["pred_image"]))]
+    rows = [list(row) for row in zip(*columns)]
+    imagined = t >= result["context"]
+    title = f"t={t} {'imagined' if imagined else 'context'}"
+    return _labelled_grid(rows, list(ROW_NAMES), title, IMAGINED_COLOUR if imagined else CONTEXT_COLOUR)
 
 
 def animation_frames(result: dict, scale: int) -> np.ndarray:
@@ -88,14 +96,16 @@ def animation_frames(result: dict, scale: int) -> np.ndarray:
 
 
 def contact_sheet(result: dict, scale: int) -> np.ndarray:
-    """One image: time runs left to right; for each sequence three rows (truth, model, error)."""
-    steps = result["pred_image"].shape[1]
-    grids = [frame_grid(result, t, scale) for t in range(steps)]
-    w, h = grids[0].size
-    sheet = Image.new("RGB", (w * steps, h), (255, 255, 255))
-    for t, grid in enumerate(grids):
-        sheet.paste(grid, (t * w, 0))
-    return np.asarray(sheet)
+    """One image: time runs left to right; each sequence has three rows (truth, model, error)."""
+    sequences, steps = result["pred_image"].shape[:2]
+    rows, labels = [], []
+    for k in range(sequences):
+        per_step = [_cells(result, k, t, scale) for t in range(steps)]
+        for r, name in enumerate(ROW_NAMES):
+            rows.append([cells[r] for cells in per_step])
+            labels.append(f"{k}: {name}")
+    title = f"steps 0-{result['context'] - 1} context (green), {result['context']}-{steps - 1} imagined (red)"
+    return np.asarray(_labelled_grid(rows, labels, title, (0, 0, 0)))
 
 
 def gif_bytes(frames: np.ndarray, fps: int) -> bytes:

@@ -27,8 +27,9 @@ def summary(logdir: Path) -> dict:
     first: dict[str, int] = {}
     for ep in episodes:
         for key, count in ep.items():
-            if key.startswith("achievement_") and count > 0 and key not in first:
-                first[key[len("achievement_"):]] = ep["step"]
+            name = key[len("achievement_"):]
+            if key.startswith("achievement_") and count > 0 and name not in first:
+                first[name] = ep["step"]
     return {
         "steps": metrics[-1]["step"] if metrics else 0,
         "updates": metrics[-1].get("perf/updates") if metrics else 0,

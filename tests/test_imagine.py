@@ -40,7 +40,7 @@ def grid_size(sequences: int) -> tuple[int, int]:
     """(height, width) of one frame grid, from the layout constants."""
     cell_w = 64 * SCALE + 2 * render.BORDER
     cell_h = 64 * SCALE + 2 * render.BORDER + render.TEXT_HEIGHT
-    return render.TEXT_HEIGHT + 2 + 3 * cell_h, 40 + sequences * cell_w
+    return render.TEXT_HEIGHT + 2 + 3 * cell_h, render.LABEL_WIDTH + sequences * cell_w
 
 
 @pytest.mark.parametrize("ext", ["gif", "mp4"])
@@ -55,8 +55,10 @@ def test_animations_have_one_frame_per_step(crafter_run, tmp_path, ext):
 def test_contact_sheet_and_json(crafter_run, tmp_path, capsys):
     out = tmp_path / "sheet.png"
     assert main(imagine_args(crafter_run, out, "--json")) == 0
-    height, width = grid_size(SEQUENCES)
-    assert iio.imread(out).shape == (height, width * (CONTEXT + HORIZON), 3)
+    cell_w = 64 * SCALE + 2 * render.BORDER
+    cell_h = 64 * SCALE + 2 * render.BORDER + render.TEXT_HEIGHT
+    sheet = (render.TEXT_HEIGHT + 2 + 3 * SEQUENCES * cell_h, render.LABEL_WIDTH + (CONTEXT + HORIZON) * cell_w, 3)
+    assert iio.imread(out).shape == sheet
     info = json.loads(out.with_suffix(".json").read_text())
     assert info["steps"] == CONTEXT + HORIZON and info["sequences"] == SEQUENCES
     assert len(info["mse_per_step"]) == CONTEXT + HORIZON and all(v >= 0 for v in info["mse_per_step"])
@@ -84,12 +86,13 @@ def test_error_row_is_zero_where_truth_equals_prediction():
     grid = np.asarray(render.frame_grid(result, 3, scale=1))
     cell_w, cell_h = 64 + 2 * render.BORDER, 64 + 2 * render.BORDER + render.TEXT_HEIGHT
     top = render.TEXT_HEIGHT + 2 + 2 * cell_h + render.BORDER  # the error row's first pixel row
-    exact = grid[top:top + 64, 40 + render.BORDER:40 + render.BORDER + 64]
-    wrong = grid[top:top + 64, 40 + cell_w + render.BORDER:40 + cell_w + render.BORDER + 64]
+    left = render.LABEL_WIDTH + render.BORDER
+    exact = grid[top:top + 64, left:left + 64]
+    wrong = grid[top:top + 64, left + cell_w:left + cell_w + 64]
     assert exact.max() == 0 and wrong.mean() > 40
     # and the truth and model rows show the frames themselves
     first = render.TEXT_HEIGHT + 2 + render.BORDER
-    assert np.array_equal(grid[first:first + 64, 40 + render.BORDER:40 + render.BORDER + 64], truth[0, 3])
+    assert np.array_equal(grid[first:first + 64, left:left + 64], truth[0, 3])
 
 
 def test_vector_env_writes_a_plot(cartpole_run, tmp_path):
