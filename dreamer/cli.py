@@ -91,6 +91,35 @@ def cmd_imagine(args: argparse.Namespace) -> None:
           f"{info['context']} steps are context): {steps}")
 
 
+def _list(text: str, kind=str) -> list:
+    try:
+        return [kind(item) for item in text.split(",") if item.strip()]
+    except ValueError:
+        raise ConfigError(f"bad list {text!r}; expected comma-separated {kind.__name__} values") from None
+
+
+def cmd_sweep(args: argparse.Namespace) -> None:
+    from dreamer.sweep import Sweep, run_sweep
+
+    if args.backend != "local":
+        raise ConfigError(f"unknown --backend {args.backend!r}; accepted: local")
+    sweep = Sweep(env=args.env, sizes=_list(args.sizes), ratios=_list(args.train_ratios, float),
+                  seeds=args.seeds, steps=args.steps, out=Path(args.out), overrides=args.overrides,
+                  device=args.device, parallel=args.parallel)
+    progress = run_sweep(sweep)
+    counts = progress.counts()
+    print(f"dreamer: sweep in {args.out}: {counts['done']} done, {counts['failed']} failed")
+    if counts["failed"]:
+        raise SystemExit(1)
+
+
+def cmd_report(args: argparse.Namespace) -> None:
+    from dreamer.report import report
+
+    runs = report(Path(args.dir), args.window)
+    print(f"dreamer: {len(runs)} runs summarised in {args.dir}/summary.csv, summary.md and *.png")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dreamer", description="DreamerV3 world-model RL in PyTorch.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -132,6 +161,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_imagine)
+
+    p = sub.add_parser("sweep", help="a grid of size x train ratio x seed, each an ordinary training run")
+    p.add_argument("--env", required=True)
+    p.add_argument("--sizes", required=True, help="comma-separated size presets, e.g. xs,s,m")
+    p.add_argument("--train-ratios", required=True, help="comma-separated ratios, e.g. 64,256,1024")
+    p.add_argument("--seeds", type=int, default=1, help="seeds per point: 0 .. N-1")
+    p.add_argument("--steps", type=int, required=True, help="policy steps per run")
+    p.add_argument("--out", required=True, help="folder of the study; a run per point inside")
+    p.add_argument("--parallel", type=int, default=1, help="runs at once (local backend); CPU threads are split")
+    p.add_argument("--backend", default="local", help="local")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="config override applied to every run (repeatable)")
+    p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser("report", help="tables and plots of a sweep's runs")
+    p.add_argument("dir", help="the sweep's --out folder")
+    p.add_argument("--window", type=int, default=20, help="episodes averaged for a run's final return")
+    p.set_defaults(func=cmd_report)
     return parser
 
 

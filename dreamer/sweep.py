@@ -1,0 +1,220 @@
+"""Scaling studies: a grid of size x train ratio x seed, each point an ordinary training run.
+
+Every point trains in its own process (`dreamer train`) in `OUT/<size>-r<ratio>-s<seed>/`, so a
+re-run of the same sweep skips points whose `compute.json` exists and lets `dreamer train` continue
+the others from their checkpoints. Compute accounting: FLOPs of one learner update and of one policy
+step are counted once per configuration with torch's FLOP counter (`OUT/flops.json`); a finished
+run's `compute.json` adds its updates, policy steps, total training FLOPs, wall-clock and device.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from dreamer import checkpoint
+from dreamer.agent import Agent
+from dreamer.bench import random_batch
+from dreamer.checkpoint import atomic_write
+from dreamer.config import ConfigError, load_config
+from dreamer.envs import spaces
+
+STATES = ("queued", "running", "done", "failed")
+
+
+@dataclasses.dataclass(frozen=True)
+class Point:
+    size: str
+    ratio: float
+    seed: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.size}-r{self.ratio:g}-s{self.seed}"
+
+
+@dataclasses.dataclass
+class Sweep:
+    env: str
+    sizes: list[str]
+    ratios: list[float]
+    seeds: int
+    steps: int
+    out: Path
+    overrides: list[str] = dataclasses.field(default_factory=list)
+    device: str = "auto"
+    parallel: int = 1
+
+    def points(self) -> list[Point]:
+        return [Point(size, ratio, seed) for size in self.sizes for ratio in self.ratios for seed in range(self.seeds)]
+
+    def config(self, point: Point):
+        flags = {"env": self.env, "size": point.size, "train_ratio": point.ratio, "seed": point.seed,
+                 "steps": self.steps, "logdir": str(self.out / point.name), "device": self.device}
+        return load_config(self.overrides, flags)
+
+    def command(self, point: Point) -> list[str]:
+        cfg = self.config(point)
+        args = [sys.executable, "-m", "dreamer", "train", "--env", self.env, "--size", point.size,
+                "--train-ratio", f"{point.ratio:g}", "--seed", str(point.seed), "--steps", str(self.steps),
+                "--logdir", cfg.logdir, "--device", self.device]
+        for override in self.overrides:
+            args += ["--set", override]
+        return args
+
+    def validate(self) -> None:
+        """Build every point's config once, so a bad size, key or value fails before anything runs."""
+        if self.seeds < 1 or self.parallel < 1:
+            raise ConfigError(f"--seeds and --parallel must be >= 1, got {self.seeds} and {self.parallel}")
+        for point in self.points():
+            self.config(point)
+
+
+def count_flops(sweep: Sweep, size: str) -> dict[str, float]:
+    """FLOPs (matmuls and convolutions, forward and backward) of one learner update on a replay-shaped
+    batch and of one policy step for one env, for `size` in this sweep's configuration."""
+    cfg = sweep.config(Point(size, sweep.ratios[0], 0))
+    obs_space, act_space = spaces(cfg.env, cfg.environment)
+    agent = Agent(cfg, obs_space, act_space)
+    batch = random_batch(obs_space, act_space, cfg.replay.batch_size, cfg.replay.batch_length)
+    with FlopCounterMode(display=False) as counter:
+        agent.train(batch)
+    update = counter.get_total_flops()
+    with FlopCounterMode(display=False) as counter:
+        agent.policy({k: v[:1, 0] for k, v in batch.items()})
+    return {"params": agent.parameter_counts()["total"], "flops_per_update": float(update),
+            "flops_per_policy_step": float(counter.get_total_flops())}
+
+
+def flops_table(sweep: Sweep, log: Callable[[str], None]) -> dict[str, dict[str, float]]:
+    """Counted FLOPs per size, cached in OUT/flops.json under the sweep's env and overrides."""
+    path = sweep.out / "flops.json"
+    cache = json.loads(path.read_text()) if path.exists() else {}
+    table = {}
+    for size in sweep.sizes:
+        key = json.dumps([sweep.env, size, sorted(sweep.overrides)])
+        if key not in cache:
+            log(f"counting FLOPs of {size} on {sweep.env} ...")
+            cache[key] = count_flops(sweep, size)
+            atomic_write(path, lambda f: f.write(json.dumps(cache, indent=2).encode()))
+        table[size] = cache[key]
+    return table
+
+
+def device_kind(device: str) -> str:
+    if device.startswith("cuda") or (device == "auto" and torch.cuda.is_available()):
+        return torch.cuda.get_device_name(0)
+    return f"cpu ({os.cpu_count()} cores)"
+
+
+def account(sweep: Sweep, point: Point, flops: dict[str, float], wall_clock: float) -> dict:
+    """compute.json of a finished run: its counts from the final checkpoint times the counted FLOPs."""
+    run = sweep.out / point.name
+    _, payload = checkpoint.resolve(run)
+    updates, steps = payload["ratio"]["updates"], payload["progress"]["step"]
+    cfg = sweep.config(point)
+    return {
+        "size": point.size, "train_ratio": point.ratio, "seed": point.seed, "env": sweep.env, **flops,
+        "prefill": cfg.run.prefill, "replayed_per_update": cfg.replay.batch_size * cfg.replay.batch_length,
+        "updates": updates, "policy_steps": steps,
+        "total_flops": updates * flops["flops_per_update"] + steps * flops["flops_per_policy_step"],
+        "wall_clock_s": wall_clock, "device": device_kind(sweep.device),
+    }
+
+
+class Progress:
+    """The grid's states; prints a size x ratio table (one letter per seed) whenever one changes."""
+
+    LETTER = {"queued": ".", "running": "R", "done": "D", "failed": "F"}
+
+    def __init__(self, sweep: Sweep, printer: Callable[[str], None] = print):
+        self.sweep, self.print = sweep, printer
+        self.state = {p: "queued" for p in sweep.points()}
+        self.why: dict[Point, str] = {}
+        self.lock = threading.Lock()
+
+    def set(self, point: Point, state: str, why: str = "") -> None:
+        with self.lock:
+            self.state[point] = state
+            if why:
+                self.why[point] = why
+            self.print(self.render())
+
+    def counts(self) -> dict[str, int]:
+        return {s: sum(v == s for v in self.state.values()) for s in STATES}
+
+    def render(self) -> str:
+        counts = self.counts()
+        lines = [f"sweep {self.sweep.env}: " + ", ".join(f"{s} {counts[s]}" for s in STATES)]
+        width = max(6, self.sweep.seeds + 2)
+        lines.append("size \\ ratio " + "".join(f"{r:>{width}g}" for r in self.sweep.ratios))
+        for size in self.sweep.sizes:
+            cells = ["".join(self.LETTER[self.state[Point(size, r, s)]] for s in range(self.sweep.seeds))
+                     for r in self.sweep.ratios]
+            lines.append(f"{size:<13}" + "".join(f"{c:>{width}}" for c in cells))
+        lines += [f"  failed {p.name}: {why}" for p, why in self.why.items() if self.state[p] == "failed"]
+        return "\n".join(lines)
+
+
+def run_point(sweep: Sweep, point: Point, threads: int) -> tuple[bool, float, str]:
+    """Train one point in a subprocess; returns (succeeded, seconds, last error line)."""
+    run = sweep.out / point.name
+    run.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    start = time.perf_counter()
+    with open(run / "train.log", "ab") as log:
+        code = subprocess.run(sweep.command(point), stdout=log, stderr=subprocess.STDOUT, env=env).returncode
+    seconds = time.perf_counter() - start
+    with open(run / "attempts.jsonl", "a") as f:
+        f.write(json.dumps({"seconds": seconds, "exit_code": code}) + "\n")
+    if code == 0:
+        return True, seconds, ""
+    lines = [line for line in (run / "train.log").read_text(errors="replace").splitlines() if line.strip()]
+    return False, seconds, (lines[-1] if lines else f"exit code {code}")[:300]
+
+
+def wall_clock(run: Path) -> float:
+    """Seconds over every attempt at a run (an interrupted run's time counts too)."""
+    path = run / "attempts.jsonl"
+    return sum(json.loads(line)["seconds"] for line in path.read_text().splitlines()) if path.exists() else 0.0
+
+
+def run_sweep(sweep: Sweep, printer: Callable[[str], None] = print) -> Progress:
+    """Run the grid with the local backend: `parallel` points at once, CPU threads split between them."""
+    sweep.validate()
+    sweep.out.mkdir(parents=True, exist_ok=True)
+    flops = flops_table(sweep, printer)
+    progress = Progress(sweep, printer)
+    todo = []
+    for point in sweep.points():
+        if (sweep.out / point.name / "compute.json").exists():
+            progress.state[point] = "done"
+        else:
+            todo.append(point)
+    printer(progress.render())
+    threads = max(1, (os.cpu_count() or 1) // sweep.parallel)
+
+    def work(point: Point) -> None:
+        progress.set(point, "running")
+        ok, _, why = run_point(sweep, point, threads)
+        if not ok:
+            progress.set(point, "failed", why)
+            return
+        record = account(sweep, point, flops[point.size], wall_clock(sweep.out / point.name))
+        atomic_write(sweep.out / point.name / "compute.json", lambda f: f.write(json.dumps(record, indent=2).encode()))
+        progress.set(point, "done")
+
+    with ThreadPoolExecutor(max_workers=sweep.parallel) as pool:
+        list(pool.map(work, todo))
+    return progress

@@ -1,0 +1,121 @@
+"""`dreamer sweep` (local backend) and `dreamer report` on a tiny grid."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from dreamer.cli import main
+from dreamer.sweep import Point, Progress, Sweep, run_sweep
+from tests.conftest import FAST, train_args
+
+OVERRIDES = [*FAST, "run.prefill=50"]
+
+
+def tiny_sweep(out, steps=120, ratios=(16.0, 32.0)):
+    return Sweep(env="gym:CartPole-v1", sizes=["xs"], ratios=list(ratios), seeds=1, steps=steps, out=out,
+                 overrides=OVERRIDES, device="cpu", parallel=2)
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    out = tmp_path_factory.mktemp("sweep")
+    progress = run_sweep(tiny_sweep(out), printer=lambda text: None)
+    assert progress.counts() == {"queued": 0, "running": 0, "done": 2, "failed": 0}
+    return out
+
+
+def test_each_point_is_an_ordinary_run_with_compute_accounting(finished):
+    for ratio in (16, 32):
+        run = finished / f"xs-r{ratio}-s0"
+        compute = json.loads((run / "compute.json").read_text())
+        checkpoint_steps = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])["step"]
+        assert compute["policy_steps"] == checkpoint_steps == 120
+        assert compute["updates"] == (120 - 50) * ratio // 64  # the exact ratio schedule
+        assert compute["total_flops"] == pytest.approx(
+            compute["updates"] * compute["flops_per_update"] + 120 * compute["flops_per_policy_step"])
+        assert compute["flops_per_update"] > 1e6 and compute["params"] > 0 and compute["wall_clock_s"] > 0
+        assert compute["device"].startswith("cpu")
+        assert (run / "config.yaml").read_text().count(f"train_ratio: {ratio:.1f}") == 1
+
+
+def test_report_files_match_the_runs_logs(finished):
+    assert main(["report", str(finished)]) == 0
+    rows = list(csv.DictReader(open(finished / "summary.csv")))
+    assert sorted(row["run"] for row in rows) == ["xs-r16-s0", "xs-r32-s0"]
+    for row in rows:
+        episodes = [json.loads(line) for line in (finished / row["run"] / "episodes.jsonl").read_text().splitlines()]
+        compute = json.loads((finished / row["run"] / "compute.json").read_text())
+        assert float(row["final_score"]) == pytest.approx(np.mean([ep["return"] for ep in episodes[-20:]]))
+        assert int(row["episodes"]) == len(episodes)
+        assert float(row["total_flops"]) == pytest.approx(compute["total_flops"])
+        assert int(row["updates"]) == compute["updates"]
+    summary = (finished / "summary.md").read_text()
+    assert "| xs | 16 | 1 |" in summary and "| xs | 32 | 1 |" in summary
+    for name in ("returns_vs_steps.png", "final_heatmap.png", "returns_vs_flops.png"):
+        assert (finished / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_rerun_skips_finished_runs(finished):
+    attempts = {p: p.read_text() for p in finished.glob("*/attempts.jsonl")}
+    progress = run_sweep(tiny_sweep(finished), printer=lambda text: None)
+    assert progress.counts()["done"] == 2
+    assert {p: p.read_text() for p in finished.glob("*/attempts.jsonl")} == attempts  # nothing ran again
+
+
+def test_interrupted_run_resumes_from_its_checkpoint(tmp_path):
+    sweep = tiny_sweep(tmp_path, ratios=(16.0,))
+    run = tmp_path / "xs-r16-s0"
+    args = train_args(run, "gym:CartPole-v1", 100, "--train-ratio", "16", "--seed", "0")
+    assert main(args) == 0  # as if the sweep had been stopped after a checkpoint at step 100
+    run_sweep(sweep, printer=lambda text: None)
+    compute = json.loads((run / "compute.json").read_text())
+    assert compute["policy_steps"] == 120 and compute["updates"] == (120 - 50) * 16 // 64
+    assert "continuing the run" in (run / "train.log").read_text()
+
+
+def test_failed_run_is_reported_with_why(tmp_path):
+    sweep = tiny_sweep(tmp_path, ratios=(16.0,))
+    run = tmp_path / "xs-r16-s0"
+    assert main(train_args(run, "gym:CartPole-v1", 100, "--set", "dims.units=48")) == 0  # another model
+    lines = []
+    progress = run_sweep(sweep, printer=lines.append)
+    assert progress.counts()["failed"] == 1
+    assert "checkpoint does not match this run" in progress.why[Point("xs", 16.0, 0)]
+    assert "failed xs-r16-s0: dreamer: error: checkpoint does not match" in lines[-1]
+
+
+def test_progress_view_shows_the_grid():
+    sweep = Sweep(env="gym:CartPole-v1", sizes=["xs", "s"], ratios=[64, 256], seeds=2, steps=10, out=None)
+    progress = Progress(sweep, printer=lambda text: None)
+    progress.set(Point("xs", 64, 0), "done")
+    progress.set(Point("xs", 64, 1), "running")
+    progress.set(Point("s", 256, 1), "failed", "out of memory")
+    text = progress.render()
+    assert "queued 5, running 1, done 1, failed 1" in text
+    rows = [line.split() for line in text.splitlines()]
+    assert ["xs", "DR", ".."] in rows and ["s", "..", ".F"] in rows
+    assert "failed s-r256-s1: out of memory" in text
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--sizes", "xs,xxl"], "unknown size 'xxl'"),
+        (["--train-ratios", "a,b"], "bad list 'a,b'; expected comma-separated float values"),
+        (["--backend", "slurm"], "unknown --backend 'slurm'"),
+    ],
+)
+def test_sweep_bad_input(tmp_path, capsys, argv, message):
+    args = {"--sizes": "xs", "--train-ratios": "16", "--backend": "local"}
+    args.update(dict(zip(argv[::2], argv[1::2])))
+    flat = [item for pair in args.items() for item in pair]
+    assert main(["sweep", "--env", "gym:CartPole-v1", "--steps", "10", "--out", str(tmp_path), *flat]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+
+
+def test_report_without_runs(tmp_path, capsys):
+    assert main(["report", str(tmp_path)]) == 2
+    assert "no finished runs" in capsys.readouterr().err
