@@ -114,10 +114,11 @@ def cmd_sweep(args: argparse.Namespace) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> None:
-    from dreamer.report import report
+    from dreamer.report import describe_fit, report
 
-    runs = report(Path(args.dir), args.window)
+    runs, fit = report(Path(args.dir), args.window)
     print(f"dreamer: {len(runs)} runs summarised in {args.dir}/summary.csv, summary.md and *.png")
+    print(describe_fit(fit))
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -4,7 +4,10 @@ Writes `summary.csv` and `summary.md` (one row per run) and PNG plots:
   returns_vs_steps.png   score against env steps, a panel per train ratio, a line per size (mean and
                          min-max over seeds);
   final_heatmap.png      final score as a size x ratio heatmap (mean over seeds);
-  returns_vs_flops.png   score against training FLOPs, every run, with the compute-efficient frontier.
+  returns_vs_flops.png   score against training FLOPs, every run, with the compute-efficient frontier;
+  intrinsic_performance.png  for each score level the least compute any size needs to reach it, and
+                         the power-law fit of the compute-optimal size against compute (Hilton et
+                         al. 2023, "Scaling laws for single-agent reinforcement learning").
 The score is the return, or the Crafter score for Crafter runs. The final score of a run is the
 mean return of its last `window` episodes (Crafter: its score over all its episodes).
 """
@@ -76,7 +79,54 @@ def flops_at(run: dict, steps: np.ndarray) -> np.ndarray:
     return updates * run["flops_per_update"] + steps * run["flops_per_policy_step"]
 
 
-def write_tables(runs: list[dict], out: Path) -> None:
+def intrinsic_performance(runs: list[dict], grid: np.ndarray, window: int, levels: int | list[float] = 20) -> dict:
+    """Compute-optimal size per score level (Hilton et al. 2023).
+
+    Each (size, ratio) gets its seed-mean score curve against training FLOPs. For each score level,
+    C*(level) is the least FLOPs at which any of them first reaches the level and N*(level) the
+    parameter count of that size. A least-squares line through (log C*, log N*) gives the power law
+    N* = a C*^b; the exponent's uncertainty is the standard error of that slope.
+    """
+    curves = []
+    for key in sorted({(r["size"], r["train_ratio"]) for r in runs}):
+        group = [r for r in runs if (r["size"], r["train_ratio"]) == key]
+        steps = grid[grid <= min(r["policy_steps"] for r in group)]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            scores = np.nanmean([score_curve(r, steps, window) for r in group], 0)
+        curves.append((group[0]["params"], flops_at(group[0], steps), scores))
+    finite = np.concatenate([s[np.isfinite(s)] for _, _, s in curves])
+    result = {"levels": [], "compute": [], "params": [], "exponent": None, "exponent_se": None, "coefficient": None}
+    if finite.size == 0:
+        return result
+    if isinstance(levels, int):
+        levels = list(np.linspace(finite.min(), finite.max(), levels))
+    for level in levels:
+        best = None
+        for params, flops, scores in curves:
+            reached = np.flatnonzero(scores >= level)
+            if reached.size and (best is None or flops[reached[0]] < best[0]):
+                best = (float(flops[reached[0]]), params)
+        if best:
+            result["levels"].append(float(level))
+            result["compute"].append(best[0])
+            result["params"].append(best[1])
+    x, y = np.log10(result["compute"]), np.log10(result["params"])
+    if len(x) >= 3 and np.ptp(x) > 0:
+        (slope, intercept), cov = np.polyfit(x, y, 1, cov=True)
+        result.update(exponent=float(slope), exponent_se=float(np.sqrt(cov[0, 0])), coefficient=float(10**intercept))
+    return result
+
+
+def describe_fit(fit: dict) -> str:
+    if fit["exponent"] is None:
+        return (f"compute-optimal size vs compute: too few distinct points to fit a power law "
+                f"({len(fit['compute'])} levels reached)")
+    return (f"compute-optimal size vs compute: N* = {fit['coefficient']:.3g} * C^b with "
+            f"b = {fit['exponent']:.3f} +- {fit['exponent_se']:.3f} (standard error, {len(fit['compute'])} levels)")
+
+
+def write_tables(runs: list[dict], out: Path, fit: dict) -> None:
     rows = [{k: run.get(k) for k in FIELDS} for run in runs]
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=FIELDS)
@@ -94,6 +144,9 @@ def write_tables(runs: list[dict], out: Path) -> None:
               "|---|---:|---:|---:|"]
     for (size, ratio), scores in grouped.items():
         lines.append(f"| {size} | {ratio:g} | {len(scores)} | {np.mean(scores):.4g} +- {np.std(scores):.2g} |")
+    lines += ["", "Intrinsic performance (Hilton et al. 2023): " + describe_fit(fit), "",
+              "| score level | least training FLOPs | compute-optimal parameters |", "|---:|---:|---:|"]
+    lines += [f"| {lv:.4g} | {c:.4g} | {p:,} |" for lv, c, p in zip(fit["levels"], fit["compute"], fit["params"])]
     atomic_write(out / "summary.md", lambda f: f.write(("\n".join(lines) + "\n").encode()))
 
 
@@ -103,7 +156,7 @@ def _save(fig, path: Path) -> None:
     atomic_write(path, lambda f: f.write(buffer.getvalue()))
 
 
-def write_plots(runs: list[dict], out: Path, window: int) -> list[Path]:
+def write_plots(runs: list[dict], out: Path, window: int) -> tuple[list[Path], dict]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -113,7 +166,8 @@ def write_plots(runs: list[dict], out: Path, window: int) -> list[Path]:
     ratios = sorted({run["train_ratio"] for run in runs})
     last = max(run["policy_steps"] for run in runs)
     grid = np.linspace(last / 20, last, 20)
-    paths = [out / "returns_vs_steps.png", out / "final_heatmap.png", out / "returns_vs_flops.png"]
+    paths = [out / "returns_vs_steps.png", out / "final_heatmap.png", out / "returns_vs_flops.png",
+             out / "intrinsic_performance.png"]
 
     fig, axes = plt.subplots(1, len(ratios), figsize=(4 * len(ratios), 3.2), squeeze=False, sharey=True)
     for ax, ratio in zip(axes[0], ratios):
@@ -166,16 +220,36 @@ def write_plots(runs: list[dict], out: Path, window: int) -> list[Path]:
     ax.legend(fontsize=6)
     fig.tight_layout()
     _save(fig, paths[2])
+
+    fit = intrinsic_performance(runs, grid, window)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    left.plot(fit["compute"], fit["levels"], marker="o")
+    left.set_xscale("log")
+    left.set_xlabel("least training FLOPs to reach the level (any size)")
+    left.set_ylabel("score level")
+    right.scatter(fit["compute"], fit["params"], label="compute-optimal size")
+    if fit["exponent"] is not None:
+        line = np.array([min(fit["compute"]), max(fit["compute"])])
+        label = f"N* = {fit['coefficient']:.3g} C^({fit['exponent']:.3f} +- {fit['exponent_se']:.3f})"
+        right.plot(line, fit["coefficient"] * line ** fit["exponent"], color="black", label=label)
+    right.set_xscale("log")
+    right.set_yscale("log")
+    right.set_xlabel("training FLOPs")
+    right.set_ylabel("parameters")
+    right.legend(fontsize=7)
+    fig.tight_layout()
+    _save(fig, paths[3])
     plt.close("all")
-    return paths
+    return paths, fit
 
 
-def report(out: Path, window: int = 20) -> list[dict]:
+def report(out: Path, window: int = 20) -> tuple[list[dict], dict]:
+    """Tables and plots of the finished runs in `out`; returns the runs and the power-law fit."""
     runs = collect(out, window)
     if not runs:
         from dreamer.config import ConfigError
 
         raise ConfigError(f"no finished runs (*/compute.json) in {out}")
-    write_tables(runs, out)
-    write_plots(runs, out, window)
-    return runs
+    _, fit = write_plots(runs, out, window)
+    write_tables(runs, out, fit)
+    return runs, fit
