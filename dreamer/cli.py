@@ -101,12 +101,11 @@ def _list(text: str, kind=str) -> list:
 def cmd_sweep(args: argparse.Namespace) -> None:
     from dreamer.sweep import Sweep, run_sweep
 
-    if args.backend != "local":
-        raise ConfigError(f"unknown --backend {args.backend!r}; accepted: local")
     sweep = Sweep(env=args.env, sizes=_list(args.sizes), ratios=_list(args.train_ratios, float),
                   seeds=args.seeds, steps=args.steps, out=Path(args.out), overrides=args.overrides,
                   device=args.device, parallel=args.parallel)
-    progress = run_sweep(sweep)
+    progress = run_sweep(sweep, backend=args.backend, address=args.address, gpus_per_run=args.gpus_per_run,
+                         cpus_per_run=args.cpus_per_run)
     counts = progress.counts()
     print(f"dreamer: sweep in {args.out}: {counts['done']} done, {counts['failed']} failed")
     if counts["failed"]:
@@ -171,7 +170,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, required=True, help="policy steps per run")
     p.add_argument("--out", required=True, help="folder of the study; a run per point inside")
     p.add_argument("--parallel", type=int, default=1, help="runs at once (local backend); CPU threads are split")
-    p.add_argument("--backend", default="local", help="local")
+    p.add_argument("--backend", default="local", help="local, or ray (pip install 'dreamer[ray]')")
+    p.add_argument("--address", help="Ray cluster address (default: start a local Ray instance)")
+    p.add_argument("--gpus-per-run", type=float, default=0.0, help="GPUs each Ray task asks for")
+    p.add_argument("--cpus-per-run", type=int, default=1, help="CPUs each Ray task asks for (its torch threads)")
     p.add_argument("--device", default="auto")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="config override applied to every run (repeatable)")

@@ -29,6 +29,7 @@ from dreamer.bench import random_batch
 from dreamer.checkpoint import atomic_write
 from dreamer.config import ConfigError, load_config
 from dreamer.envs import spaces
+from dreamer.envs.install import require
 
 STATES = ("queued", "running", "done", "failed")
 
@@ -190,8 +191,23 @@ def wall_clock(run: Path) -> float:
     return sum(json.loads(line)["seconds"] for line in path.read_text().splitlines()) if path.exists() else 0.0
 
 
-def run_sweep(sweep: Sweep, printer: Callable[[str], None] = print) -> Progress:
-    """Run the grid with the local backend: `parallel` points at once, CPU threads split between them."""
+def _finish(sweep: Sweep, progress: Progress, flops: dict, point: Point, ok: bool, why: str) -> None:
+    if not ok:
+        progress.set(point, "failed", why)
+        return
+    record = account(sweep, point, flops[point.size], wall_clock(sweep.out / point.name))
+    atomic_write(sweep.out / point.name / "compute.json", lambda f: f.write(json.dumps(record, indent=2).encode()))
+    progress.set(point, "done")
+
+
+def run_sweep(sweep: Sweep, printer: Callable[[str], None] = print, backend: str = "local",
+              address: str | None = None, gpus_per_run: float = 0.0, cpus_per_run: int = 1) -> Progress:
+    """Run the points without a `compute.json`: `local` runs `parallel` at once with the CPU threads
+    split between them; `ray` submits each as a Ray task asking for `gpus_per_run` GPUs and
+    `cpus_per_run` CPUs (on a cluster, OUT must be on a filesystem every node sees)."""
+    if backend not in ("local", "ray"):
+        raise ConfigError(f"unknown --backend {backend!r}; accepted: local, ray")
+    ray = require("ray", "ray", purpose="--backend ray") if backend == "ray" else None
     sweep.validate()
     sweep.out.mkdir(parents=True, exist_ok=True)
     flops = flops_table(sweep, printer)
@@ -203,18 +219,56 @@ def run_sweep(sweep: Sweep, printer: Callable[[str], None] = print) -> Progress:
         else:
             todo.append(point)
     printer(progress.render())
+    if ray is not None:
+        _run_ray(ray, sweep, progress, flops, todo, address, gpus_per_run, cpus_per_run)
+        return progress
     threads = max(1, (os.cpu_count() or 1) // sweep.parallel)
 
     def work(point: Point) -> None:
         progress.set(point, "running")
         ok, _, why = run_point(sweep, point, threads)
-        if not ok:
-            progress.set(point, "failed", why)
-            return
-        record = account(sweep, point, flops[point.size], wall_clock(sweep.out / point.name))
-        atomic_write(sweep.out / point.name / "compute.json", lambda f: f.write(json.dumps(record, indent=2).encode()))
-        progress.set(point, "done")
+        _finish(sweep, progress, flops, point, ok, why)
 
     with ThreadPoolExecutor(max_workers=sweep.parallel) as pool:
         list(pool.map(work, todo))
     return progress
+
+
+def _run_ray(ray, sweep: Sweep, progress: Progress, flops: dict, todo: list[Point], address: str | None,
+             gpus_per_run: float, cpus_per_run: int) -> None:
+    """Each point is a Ray task; a point shows as running once its task has started (its marker file)."""
+    started_here = not ray.is_initialized()
+    if started_here:
+        ray.init(address=address, include_dashboard=False, log_to_driver=False)
+    task = ray.remote(num_cpus=cpus_per_run, num_gpus=gpus_per_run)(_ray_task)
+    pending = {task.remote(sweep, point, cpus_per_run): point for point in todo}
+    try:
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1, timeout=2.0)
+            for ref in done:
+                point = pending.pop(ref)
+                try:
+                    ok, why = ray.get(ref)
+                except Exception as err:  # the task itself died (worker lost, out of memory)
+                    ok, why = False, f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+                _finish(sweep, progress, flops, point, ok, why)
+            for point in pending.values():
+                if progress.state[point] == "queued" and (sweep.out / point.name / RUNNING_MARKER).exists():
+                    progress.set(point, "running")
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
+RUNNING_MARKER = ".running"
+
+
+def _ray_task(sweep: Sweep, point: Point, threads: int) -> tuple[bool, str]:
+    marker = sweep.out / point.name / RUNNING_MARKER
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.touch()
+    try:
+        ok, _, why = run_point(sweep, point, threads)
+    finally:
+        marker.unlink(missing_ok=True)
+    return ok, why

@@ -2,11 +2,13 @@
 
 import csv
 import json
+import sys
 
 import numpy as np
 import pytest
 
 from dreamer.cli import main
+from dreamer.config import ConfigError
 from dreamer.sweep import Point, Progress, Sweep, run_sweep
 from tests.conftest import FAST, train_args
 
@@ -140,3 +142,31 @@ def test_intrinsic_performance_recovers_a_known_power_law():
     assert fit["compute"] == [1e4, 1e8, 1e12] and fit["params"] == [100, 10_000, 1_000_000]
     assert fit["exponent"] == pytest.approx(0.5) and fit["coefficient"] == pytest.approx(1.0)
     assert fit["exponent_se"] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_ray_backend_on_a_local_instance(tmp_path):
+    pytest.importorskip("ray")
+    progress = run_sweep(tiny_sweep(tmp_path), printer=lambda text: None, backend="ray", cpus_per_run=1)
+    assert progress.counts()["done"] == 2
+    for ratio in (16, 32):
+        compute = json.loads((tmp_path / f"xs-r{ratio}-s0" / "compute.json").read_text())
+        assert compute["updates"] == (120 - 50) * ratio // 64
+        assert not (tmp_path / f"xs-r{ratio}-s0" / ".running").exists()
+
+
+def test_ray_backend_missing_package_is_a_clear_error(tmp_path, monkeypatch, capsys):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_ray(name, *args, **kwargs):
+        if name == "ray":
+            raise ImportError("no ray")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_ray)
+    monkeypatch.delitem(sys.modules, "ray", raising=False)
+    with pytest.raises(ConfigError) as info:
+        run_sweep(tiny_sweep(tmp_path), printer=lambda text: None, backend="ray")
+    assert "--backend ray needs the 'ray' package" in str(info.value)
+    assert "pip install 'dreamer[ray]'" in str(info.value)

@@ -8,11 +8,11 @@ from types import ModuleType
 from dreamer.config import ConfigError
 
 
-def require(module: str, extra: str) -> ModuleType:
+def require(module: str, extra: str, purpose: str = "this env") -> ModuleType:
     try:
         return importlib.import_module(module)
     except ImportError:
         raise ConfigError(
-            f"this env needs the {module!r} package, which is not installed; "
+            f"{purpose} needs the {module!r} package, which is not installed; "
             f"install it with: pip install 'dreamer[{extra}]'"
         ) from None
