@@ -52,9 +52,8 @@ class Agent(nn.Module):
 
     def parameter_counts(self) -> dict[str, int]:
         """World model, actor, critic and their total (the slow critic excluded, as in P1)."""
-        count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
-        counts = {"world_model": count(self.wm), "actor": count(self.behavior.actor),
-                  "critic": count(self.behavior.critic)}
+        parts = {"world_model": self.wm, "actor": self.behavior.actor, "critic": self.behavior.critic}
+        counts = {name: sum(p.numel() for p in part.parameters()) for name, part in parts.items()}
         counts["total"] = sum(counts.values())
         return counts
 

@@ -332,6 +332,11 @@ def validate(cfg: Config) -> None:
             f"bad value for config key 'replay.batch_length': {cfg.replay.batch_length} is longer than the "
             f"replay capacity per env ({cfg.replay.capacity} // {cfg.run.envs} envs)"
         )
+    if cfg.run.prefill // cfg.run.envs < cfg.replay.batch_length:
+        raise ConfigError(
+            f"bad value for config key 'run.prefill': {cfg.run.prefill} leaves fewer than replay.batch_length = "
+            f"{cfg.replay.batch_length} steps per env ({cfg.run.envs} envs) before training starts"
+        )
     if cfg.run.train_ratio < 0:
         raise ConfigError(f"bad value for config key 'run.train_ratio': {cfg.run.train_ratio} (must be >= 0)")
     if cfg.twohot.bins < 2:

@@ -61,6 +61,7 @@ class Logger:
         """An animated GIF as a TensorBoard image summary (shown animated in the Images tab)."""
         image = summary_pb2.Summary.Image(height=height, width=width, colorspace=3, encoded_image_string=data)
         summary = summary_pb2.Summary(value=[summary_pb2.Summary.Value(tag=tag, image=image)])
+        # SummaryWriter.add_video builds the same summary but needs moviepy to encode the GIF.
         self.writer._get_file_writer().add_summary(summary, step)
 
     def figure(self, tag: str, figure, step: int) -> None:

@@ -23,11 +23,11 @@ ROW_NAMES = ("truth", "model", "error")
 LABEL_WIDTH = 60
 
 
-def _cell(image: np.ndarray | None, scale: int, colour: tuple[int, int, int], caption: str) -> Image.Image:
-    """One framed, scaled frame with a caption below. `image` (H, W, 3) uint8 or None (grey)."""
-    h, w = 64, 64
-    if image is not None:
-        h, w = image.shape[:2]
+def _cell(image: np.ndarray | None, shape: tuple[int, ...], scale: int, colour: tuple[int, int, int],
+          caption: str) -> Image.Image:
+    """One framed, scaled frame with a caption below. `image` (H, W, 3) uint8, or None for a grey
+    cell of `shape` (where no ground truth exists)."""
+    h, w = shape[:2]
     inner = Image.new("RGB", (w * scale, h * scale), MISSING_COLOUR)
     if image is not None:
         inner = Image.fromarray(image).resize((w * scale, h * scale), Image.NEAREST)
@@ -57,9 +57,9 @@ def _cells(result: dict, k: int, t: int, scale: int) -> list[Image.Image]:
     pred = result["pred_image"][k, t]
     caption = f"r {result['pred_reward'][k, t]:+.2f} c {result['pred_cont'][k, t]:.2f}"
     return [
-        _cell(truth, scale, colour, ""),
-        _cell(to_uint8(pred), scale, colour, caption),
-        _cell(error_image(truth, pred) if has_truth else None, scale, colour, ""),
+        _cell(truth, pred.shape, scale, colour, ""),
+        _cell(to_uint8(pred), pred.shape, scale, colour, caption),
+        _cell(error_image(truth, pred) if has_truth else None, pred.shape, scale, colour, ""),
     ]
 
 

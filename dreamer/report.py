@@ -156,19 +156,7 @@ def _save(fig, path: Path) -> None:
     atomic_write(path, lambda f: f.write(buffer.getvalue()))
 
 
-def write_plots(runs: list[dict], out: Path, window: int) -> tuple[list[Path], dict]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    sizes = list(dict.fromkeys(run["size"] for run in runs))
-    ratios = sorted({run["train_ratio"] for run in runs})
-    last = max(run["policy_steps"] for run in runs)
-    grid = np.linspace(last / 20, last, 20)
-    paths = [out / "returns_vs_steps.png", out / "final_heatmap.png", out / "returns_vs_flops.png",
-             out / "intrinsic_performance.png"]
-
+def _plot_curves(plt, runs: list[dict], sizes: list[str], ratios: list[float], grid: np.ndarray, window: int):
     fig, axes = plt.subplots(1, len(ratios), figsize=(4 * len(ratios), 3.2), squeeze=False, sharey=True)
     for ax, ratio in zip(axes[0], ratios):
         for size in sizes:
@@ -185,9 +173,10 @@ def write_plots(runs: list[dict], out: Path, window: int) -> tuple[list[Path], d
         ax.set_xlabel("env steps")
     axes[0, 0].set_ylabel("score")
     axes[0, 0].legend()
-    fig.tight_layout()
-    _save(fig, paths[0])
+    return fig
 
+
+def _plot_heatmap(plt, runs: list[dict], sizes: list[str], ratios: list[float]):
     heat = np.array([[np.mean([r["final_score"] for r in runs if r["size"] == s and r["train_ratio"] == q] or [np.nan])
                       for q in ratios] for s in sizes])
     fig, ax = plt.subplots(figsize=(1.5 + 1.2 * len(ratios), 1.2 + 0.8 * len(sizes)))
@@ -200,9 +189,10 @@ def write_plots(runs: list[dict], out: Path, window: int) -> tuple[list[Path], d
         for j in range(len(ratios)):
             ax.text(j, i, f"{heat[i, j]:.3g}", ha="center", va="center", color="white")
     fig.colorbar(image, label="final score")
-    fig.tight_layout()
-    _save(fig, paths[1])
+    return fig
 
+
+def _plot_flops(plt, runs: list[dict], grid: np.ndarray, window: int):
     fig, ax = plt.subplots(figsize=(6, 4))
     points = []
     for run in runs:
@@ -218,10 +208,10 @@ def write_plots(runs: list[dict], out: Path, window: int) -> tuple[list[Path], d
     ax.set_xlabel("training FLOPs")
     ax.set_ylabel("score")
     ax.legend(fontsize=6)
-    fig.tight_layout()
-    _save(fig, paths[2])
+    return fig
 
-    fit = intrinsic_performance(runs, grid, window)
+
+def _plot_intrinsic(plt, fit: dict):
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
     left.plot(fit["compute"], fit["levels"], marker="o")
     left.set_xscale("log")
@@ -237,10 +227,32 @@ def write_plots(runs: list[dict], out: Path, window: int) -> tuple[list[Path], d
     right.set_xlabel("training FLOPs")
     right.set_ylabel("parameters")
     right.legend(fontsize=7)
-    fig.tight_layout()
-    _save(fig, paths[3])
+    return fig
+
+
+def write_plots(runs: list[dict], out: Path, window: int) -> dict:
+    """The four PNG plots; returns the intrinsic-performance fit."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sizes = list(dict.fromkeys(run["size"] for run in runs))
+    ratios = sorted({run["train_ratio"] for run in runs})
+    last = max(run["policy_steps"] for run in runs)
+    grid = np.linspace(last / 20, last, 20)  # 20 evaluation points along the runs
+    fit = intrinsic_performance(runs, grid, window)
+    figures = {
+        "returns_vs_steps.png": _plot_curves(plt, runs, sizes, ratios, grid, window),
+        "final_heatmap.png": _plot_heatmap(plt, runs, sizes, ratios),
+        "returns_vs_flops.png": _plot_flops(plt, runs, grid, window),
+        "intrinsic_performance.png": _plot_intrinsic(plt, fit),
+    }
+    for name, fig in figures.items():
+        fig.tight_layout()
+        _save(fig, out / name)
     plt.close("all")
-    return paths, fit
+    return fit
 
 
 def report(out: Path, window: int = 20) -> tuple[list[dict], dict]:
@@ -250,6 +262,6 @@ def report(out: Path, window: int = 20) -> tuple[list[dict], dict]:
         from dreamer.config import ConfigError
 
         raise ConfigError(f"no finished runs (*/compute.json) in {out}")
-    _, fit = write_plots(runs, out, window)
+    fit = write_plots(runs, out, window)
     write_tables(runs, out, fit)
     return runs, fit

@@ -100,7 +100,7 @@ class Trainer:
         self.ratio = TrainRatio(cfg.run.train_ratio, cfg.replay.batch_size * cfg.replay.batch_length)
         self.progress = Progress()
         self.resumed_from = self._restore()
-        (self.logdir / "config.yaml").write_text(to_yaml(cfg))
+        checkpoint.atomic_write(self.logdir / "config.yaml", lambda f: f.write(to_yaml(cfg).encode()))
         self.logger = Logger(self.logdir, resume_step=self.progress.step)
         envs = make_vector(cfg.env, cfg.environment, cfg.run.envs, seed=cfg.seed + self.progress.step)
         self.driver = Driver(envs, seed=cfg.seed + self.progress.step, on_step=self.replay.add)

@@ -59,6 +59,7 @@ def test_size_can_be_set_by_override():
         ([], {"env": "dmc:walker"}, "unknown env suite 'dmc' in env='dmc:walker'; accepted: atari, atari100k"),
         ([], {"device": "tpu"}, "'device': 'tpu'; accepted: auto, cpu, cuda, cuda:N"),
         ([], {"steps": "many"}, "bad value for config key 'run.steps'"),
+        ([], {"prefill": 10}, "'run.prefill': 10 leaves fewer than replay.batch_length = 64 steps per env"),
     ],
 )
 def test_errors_are_one_line_and_name_the_problem(overrides, flags, message):
