@@ -45,10 +45,26 @@ class Point:
         return f"{self.size}-r{self.ratio:g}-s{self.seed}"
 
 
+CUSTOM_BASE = "xs"  # preset a custom width starts from (its dims are then replaced)
+
+
+def parse_size(text: str) -> tuple[str, list[str]]:
+    """`m` -> (`m`, []); `w64:64/8/64/1` -> (`w64`, dims overrides deter/cnn_depth/units/layers)."""
+    if ":" not in text:
+        return text, []
+    name, _, widths = text.partition(":")
+    parts = widths.split("/")
+    if not name or len(parts) != 4 or not all(p.isdigit() and int(p) > 0 for p in parts):
+        raise ConfigError(f"bad size {text!r}; accepted: a preset (xs, s, m, l, xl) or NAME:DETER/CNN/UNITS/LAYERS, "
+                          f"e.g. w64:64/8/64/1")
+    keys = ("deter", "cnn_depth", "units", "layers")
+    return name, [f"dims.{k}={v}" for k, v in zip(keys, parts)]
+
+
 @dataclasses.dataclass
 class Sweep:
     env: str
-    sizes: list[str]
+    sizes: list[str]  # presets or NAME:DETER/CNN/UNITS/LAYERS
     ratios: list[float]
     seeds: int
     steps: int
@@ -58,19 +74,30 @@ class Sweep:
     parallel: int = 1
 
     def points(self) -> list[Point]:
-        return [Point(size, ratio, seed) for size in self.sizes for ratio in self.ratios for seed in range(self.seeds)]
+        names = [parse_size(size)[0] for size in self.sizes]
+        return [Point(name, ratio, seed) for name in names for ratio in self.ratios for seed in range(self.seeds)]
+
+    def _size_args(self, name: str) -> tuple[str, list[str]]:
+        """(preset to pass as --size, extra overrides) of a size name of this sweep."""
+        for size in self.sizes:
+            size_name, dims = parse_size(size)
+            if size_name == name:
+                return (CUSTOM_BASE if dims else name), dims
+        raise KeyError(name)
 
     def config(self, point: Point):
-        flags = {"env": self.env, "size": point.size, "train_ratio": point.ratio, "seed": point.seed,
+        preset, dims = self._size_args(point.size)
+        flags = {"env": self.env, "size": preset, "train_ratio": point.ratio, "seed": point.seed,
                  "steps": self.steps, "logdir": str(self.out / point.name), "device": self.device}
-        return load_config(self.overrides, flags)
+        return load_config([*self.overrides, *dims], flags)
 
     def command(self, point: Point) -> list[str]:
         cfg = self.config(point)
-        args = [sys.executable, "-m", "dreamer", "train", "--env", self.env, "--size", point.size,
+        preset, dims = self._size_args(point.size)
+        args = [sys.executable, "-m", "dreamer", "train", "--env", self.env, "--size", preset,
                 "--train-ratio", f"{point.ratio:g}", "--seed", str(point.seed), "--steps", str(self.steps),
                 "--logdir", cfg.logdir, "--device", self.device]
-        for override in self.overrides:
+        for override in [*self.overrides, *dims]:
             args += ["--set", override]
         return args
 
@@ -103,8 +130,9 @@ def flops_table(sweep: Sweep, log: Callable[[str], None]) -> dict[str, dict[str,
     path = sweep.out / "flops.json"
     cache = json.loads(path.read_text()) if path.exists() else {}
     table = {}
-    for size in sweep.sizes:
-        key = json.dumps([sweep.env, size, sorted(sweep.overrides)])
+    for spec in sweep.sizes:
+        size = parse_size(spec)[0]
+        key = json.dumps([sweep.env, spec, sorted(sweep.overrides)])
         if key not in cache:
             log(f"counting FLOPs of {size} on {sweep.env} ...")
             cache[key] = count_flops(sweep, size)
@@ -141,6 +169,7 @@ class Progress:
 
     def __init__(self, sweep: Sweep, printer: Callable[[str], None] = print):
         self.sweep, self.print = sweep, printer
+        self.sizes = [parse_size(size)[0] for size in sweep.sizes]
         self.state = {p: "queued" for p in sweep.points()}
         self.why: dict[Point, str] = {}
         self.lock = threading.Lock()
@@ -160,7 +189,7 @@ class Progress:
         lines = [f"sweep {self.sweep.env}: " + ", ".join(f"{s} {counts[s]}" for s in STATES)]
         width = max(6, self.sweep.seeds + 2)
         lines.append("size \\ ratio " + "".join(f"{r:>{width}g}" for r in self.sweep.ratios))
-        for size in self.sweep.sizes:
+        for size in self.sizes:
             cells = ["".join(self.LETTER[self.state[Point(size, r, s)]] for s in range(self.sweep.seeds))
                      for r in self.sweep.ratios]
             lines.append(f"{size:<13}" + "".join(f"{c:>{width}}" for c in cells))
