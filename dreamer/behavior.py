@@ -159,7 +159,7 @@ class Behavior(nn.Module):
         """
         discrete = self.actor.discrete
         with frozen(wm):
-            traj, actions, aux = wm.rssm.imagine(start, self._policy, self.cfg.horizon, dynamics_grad=not discrete)
+            traj, _actions, aux = wm.rssm.imagine(start, self._policy, self.cfg.horizon, dynamics_grad=not discrete)
             feat = traj.feat()  # (N, H+1, F)
             reward = wm.twohot.mean(wm.reward(feat))  # (N, H+1)
             cont = (wm.cont(feat) > 0).float() * self.gamma
