@@ -84,23 +84,30 @@ class Agent(nn.Module):
         if isinstance(batch, bool):
             return super().train(batch)
         batch = self.to_tensors(batch)
-        optims = self.optimizers()
-        with self._autocast():
-            wm_loss, post, metrics = self.wm.loss(batch)
-        metrics["grad_norm/world_model"] = optims["world_model"].step(wm_loss)
-
-        start = post.detach().map(lambda x: x.flatten(0, 1))  # (B*T, ...)
-        start_cont = 1.0 - batch["is_terminal"].flatten().float()
-        with self._autocast():
-            actor_loss, critic_loss, behavior_metrics = self.behavior.loss(self.wm, start, start_cont)
-        metrics.update(behavior_metrics)
-        metrics["grad_norm/actor"] = optims["actor"].step(actor_loss)
-        metrics["grad_norm/critic"] = optims["critic"].step(critic_loss)
-        self.behavior.update_slow_critic()
-        metrics["loss/world_model"] = wm_loss.detach()
+        post, metrics = self.train_world_model(batch)
+        metrics.update(self.train_behavior(post, batch))
         names = list(metrics)
         values = torch.stack([metrics[k].detach().float() for k in names]).tolist()  # one host sync
         return dict(zip(names, values))
+
+    def train_world_model(self, batch: dict[str, Tensor]) -> tuple[Latent, dict[str, Tensor]]:
+        """World-model loss, backward and step; returns the posterior states (B, T, ...) and metrics."""
+        with self._autocast():
+            wm_loss, post, metrics = self.wm.loss(batch)
+        metrics["grad_norm/world_model"] = self.optimizers()["world_model"].step(wm_loss)
+        metrics["loss/world_model"] = wm_loss.detach()
+        return post, metrics
+
+    def train_behavior(self, post: Latent, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Imagination from every posterior state, actor and critic steps, slow-critic EMA."""
+        start = post.detach().map(lambda x: x.flatten(0, 1))  # (B*T, ...)
+        start_cont = 1.0 - batch["is_terminal"].flatten().float()
+        with self._autocast():
+            actor_loss, critic_loss, metrics = self.behavior.loss(self.wm, start, start_cont)
+        metrics["grad_norm/actor"] = self.optimizers()["actor"].step(actor_loss)
+        metrics["grad_norm/critic"] = self.optimizers()["critic"].step(critic_loss)
+        self.behavior.update_slow_critic()
+        return metrics
 
     @torch.no_grad()
     def policy(

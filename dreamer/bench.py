@@ -1,4 +1,5 @@
-"""Learner throughput: time full `Agent.train` updates on replay-shaped random batches."""
+"""Speed on the current device: learner updates (world model and actor-critic parts), policy steps,
+collection, and the achieved FLOP/s against a matmul peak measured in the same process."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import time
 import gymnasium as gym
 import numpy as np
 import torch
+
+from torch.utils.flop_counter import FlopCounterMode
 
 from dreamer.agent import Agent
 from dreamer.config import Config
@@ -42,24 +45,109 @@ def random_batch(obs_space: gym.spaces.Dict, act_space: gym.spaces.Space, batch:
     return data
 
 
-def time_updates(cfg: Config, obs_space: gym.spaces.Dict, act_space: gym.spaces.Space, device: torch.device,
-                 updates: int, warmup: int = 1) -> dict[str, float]:
-    """Median seconds of `updates` full updates after `warmup`, with the process's peak RSS."""
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _median_seconds(fn, device: torch.device, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        sync(device)
+        start = time.perf_counter()
+        fn()
+        sync(device)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def matmul_peak(device: torch.device, size: int = 2048, repeats: int = 5) -> float:
+    """Measured FLOP/s of a square matrix multiply (fp32 on CPU, bf16 on CUDA)."""
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    a = torch.randn(size, size, device=device, dtype=dtype)
+    b = torch.randn(size, size, device=device, dtype=dtype)
+    torch.mm(a, b)
+    return 2 * size**3 / _median_seconds(lambda: torch.mm(a, b), device, repeats)
+
+
+def time_learner(agent: Agent, batch: dict[str, torch.Tensor], updates: int, warmup: int = 1) -> dict[str, float]:
+    """Median seconds of the world-model part, the actor-critic part and whole updates."""
+    device = agent.device
+    for _ in range(warmup):
+        agent.train(batch)
+    parts: dict[str, list[float]] = {"world_model": [], "actor_critic": [], "update": []}
+    for _ in range(updates):
+        sync(device)
+        start = time.perf_counter()
+        post, _ = agent.train_world_model(batch)
+        sync(device)
+        middle = time.perf_counter()
+        agent.train_behavior(post, batch)
+        sync(device)
+        end = time.perf_counter()
+        parts["world_model"].append(middle - start)
+        parts["actor_critic"].append(end - middle)
+        parts["update"].append(end - start)
+    return {f"{name}_seconds": statistics.median(times) for name, times in parts.items()}
+
+
+def count_update_flops(agent: Agent, batch: dict[str, torch.Tensor]) -> int:
+    """FLOPs of one full update (matmuls and convolutions, forward and backward)."""
+    with FlopCounterMode(display=False) as counter:
+        agent.train(batch)
+    return counter.get_total_flops()
+
+
+def peak_memory_gb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**30
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
+def bench(cfg: Config, updates: int, env_steps: int = 500, policy_steps: int = 50) -> dict[str, float | str]:
+    """Learner, policy and collection speed of `cfg` on its device, and where the update stands
+    against the device's measured matmul peak."""
+    from dreamer.agent import resolve_device
+    from dreamer.envs import make_vector, spaces
+    from dreamer.envs.driver import random_policy
+
+    device = resolve_device(cfg.device)
+    obs_space, act_space = spaces(cfg.env, cfg.environment)
     agent = Agent(cfg, obs_space, act_space).to(device)
     batch = agent.to_tensors(random_batch(obs_space, act_space, cfg.replay.batch_size, cfg.replay.batch_length))
-    times = []
-    for i in range(warmup + updates):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        start = time.perf_counter()
-        agent.train(batch)  # returns host floats: the update has finished when it returns
-        if i >= warmup:
-            times.append(time.perf_counter() - start)
+    learner = time_learner(agent, batch, updates)
+    flops = count_update_flops(agent, batch)
+
+    envs = cfg.run.envs
+    obs = {k: v[:envs, 0] for k, v in random_batch(obs_space, act_space, envs, 1).items()}
+    state = agent.policy(obs)[1]
+    policy_s = _median_seconds(lambda: agent.policy(obs, state), device, policy_steps)
+
+    vector = make_vector(cfg.env, cfg.environment, envs, seed=cfg.seed)
+    act = random_policy(act_space, envs, np.random.default_rng(cfg.seed))
+    vector.reset(seed=cfg.seed)
+    start = time.perf_counter()
+    for _ in range(env_steps // envs):
+        vector.step(act({})[1])
+    env_sps = (env_steps // envs) * envs / (time.perf_counter() - start)
+    vector.close()
+
+    updates_per_step = cfg.run.train_ratio / (cfg.replay.batch_size * cfg.replay.batch_length)
+    seconds_per_step = 1 / env_sps + policy_s / envs + updates_per_step * learner["update_seconds"]
+    peak = matmul_peak(device)
     return {
-        "seconds_per_update": statistics.median(times),
-        "min_seconds": min(times),
-        "max_seconds": max(times),
-        "updates": updates,
-        "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+        "env": cfg.env, "size": cfg.size, "device": str(device), "threads": torch.get_num_threads(),
         **agent.parameter_counts(),
+        "world_model_ms": 1000 * learner["world_model_seconds"],
+        "actor_critic_ms": 1000 * learner["actor_critic_seconds"],
+        "update_ms": 1000 * learner["update_seconds"],
+        "policy_ms_per_step": 1000 * policy_s,
+        "env_steps_per_second": env_sps,
+        "train_ratio": cfg.run.train_ratio,
+        "run_steps_per_second": 1 / seconds_per_step,
+        "peak_memory_gb": peak_memory_gb(device),
+        "flops_per_update": flops,
+        "achieved_flops_per_second": flops / learner["update_seconds"],
+        "matmul_peak_flops_per_second": peak,
+        "fraction_of_peak": flops / learner["update_seconds"] / peak,
     }

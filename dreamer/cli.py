@@ -120,6 +120,28 @@ def cmd_report(args: argparse.Namespace) -> None:
     print(describe_fit(fit))
 
 
+def cmd_bench(args: argparse.Namespace) -> None:
+    from dreamer.bench import bench
+
+    cfg = _config(args, device=args.device, train_ratio=args.train_ratio)
+    result = bench(cfg, args.updates)
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return
+    print(f"{cfg.env} size {cfg.size} on {result['device']} ({result['threads']} threads), "
+          f"{result['total']:,} parameters")
+    print(f"  update            {result['update_ms']:10.1f} ms  (world model {result['world_model_ms']:.1f}, "
+          f"actor-critic {result['actor_critic_ms']:.1f}; median of {args.updates})")
+    print(f"  FLOPs per update  {result['flops_per_update'] / 1e9:10.1f} G   achieved "
+          f"{result['achieved_flops_per_second'] / 1e9:.1f} GFLOP/s = {100 * result['fraction_of_peak']:.0f}% "
+          f"of the measured matmul peak {result['matmul_peak_flops_per_second'] / 1e9:.1f} GFLOP/s")
+    print(f"  policy            {result['policy_ms_per_step']:10.2f} ms per step ({cfg.run.envs} envs)")
+    print(f"  collection        {result['env_steps_per_second']:10.1f} env steps/s (random actions)")
+    print(f"  full run          {result['run_steps_per_second']:10.2f} env steps/s at train ratio "
+          f"{result['train_ratio']:g}")
+    print(f"  peak memory       {result['peak_memory_gb']:10.2f} GB")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dreamer", description="DreamerV3 world-model RL in PyTorch.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -178,6 +200,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="config override applied to every run (repeatable)")
     p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser("bench", help="learner, policy and collection speed on this device")
+    _config_args(p)
+    p.add_argument("--updates", type=int, default=3, help="timed updates after one warm-up (median)")
+    p.add_argument("--train-ratio", type=float, help="ratio for the full-run steps/s estimate")
+    p.add_argument("--device", help="auto (CUDA if present), cpu, cuda, cuda:N")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("report", help="tables and plots of a sweep's runs")
     p.add_argument("dir", help="the sweep's --out folder")

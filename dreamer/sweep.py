@@ -25,7 +25,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from dreamer import checkpoint
 from dreamer.agent import Agent
-from dreamer.bench import random_batch
+from dreamer.bench import count_update_flops, random_batch
 from dreamer.checkpoint import atomic_write
 from dreamer.config import ConfigError, load_config
 from dreamer.envs import spaces
@@ -116,9 +116,7 @@ def count_flops(sweep: Sweep, size: str) -> dict[str, float]:
     obs_space, act_space = spaces(cfg.env, cfg.environment)
     agent = Agent(cfg, obs_space, act_space)
     batch = random_batch(obs_space, act_space, cfg.replay.batch_size, cfg.replay.batch_length)
-    with FlopCounterMode(display=False) as counter:
-        agent.train(batch)
-    update = counter.get_total_flops()
+    update = count_update_flops(agent, batch)
     with FlopCounterMode(display=False) as counter:
         agent.policy({k: v[:1, 0] for k, v in batch.items()})
     return {"params": agent.parameter_counts()["total"], "flops_per_update": float(update),
