@@ -134,11 +134,9 @@ class Agent(nn.Module):
             action = action.clamp(-1.0, 1.0)
         return action, (latent, action)
 
-    def env_action(self, action: Tensor) -> np.ndarray:
-        """Model-form actions (N, A) -> env actions: indices for discrete, floats for continuous."""
-        if self.discrete:
-            return action.argmax(-1).cpu().numpy()
-        return action.cpu().numpy()
+    def env_action(self, action: np.ndarray) -> np.ndarray:
+        """Model-form actions (N, A) on the host -> env actions: indices for discrete, floats for continuous."""
+        return action.argmax(-1) if self.discrete else action
 
 
 class AgentPolicy:
@@ -149,4 +147,5 @@ class AgentPolicy:
 
     def __call__(self, obs: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         action, self.state = self.agent.policy(obs, self.state, self.mode)
-        return action.cpu().numpy(), self.agent.env_action(action)
+        model_action = action.cpu().numpy()  # one device-to-host copy per step
+        return model_action, self.agent.env_action(model_action)
