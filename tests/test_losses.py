@@ -118,3 +118,32 @@ def test_critic_loss_by_hand():
     loss = critic_loss(twohot, logits, returns, slow, torch.ones(1, 1), slow_reg=1.0)
     expected = -(0.75 * math.log(0.75) + 0.25 * math.log(0.25)) - math.log(0.25)
     assert loss.item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_decoder_losses_by_hand(monkeypatch):
+    """Image: MSE summed over pixels in [0, 1] units; vector: MSE in symlog space summed over dims."""
+    from dreamer.world_model import Decoder
+    from tests.conftest import obs_space, tiny_config
+
+    decoder = Decoder(tiny_config().decoder, 8, obs_space(image=True, vector=3))
+    monkeypatch.setattr(decoder, "predict", lambda feat: {
+        "image": torch.full((2, 64, 64, 3), 0.5), "vector": torch.zeros(2, 3)})
+    obs = {"image": torch.full((2, 64, 64, 3), 255, dtype=torch.uint8),
+           "vector": torch.full((2, 3), math.e - 1)}  # symlog(e - 1) = 1
+    losses = decoder.loss(torch.zeros(2, 8), obs)
+    torch.testing.assert_close(losses["image"], torch.full((2,), 0.25 * 64 * 64 * 3))
+    torch.testing.assert_close(losses["vector"], torch.full((2,), 3.0))
+
+
+def test_world_model_loss_weights():
+    """total = 1.0 (image + reward + cont) + 0.5 dyn + 0.1 rep, each averaged over B x T."""
+    from dreamer.agent import Agent
+    from tests.conftest import act_space, obs_space, random_batch, tiny_config
+
+    agent = Agent(tiny_config(), obs_space(image=True), act_space(True, 3))
+    with torch.no_grad():
+        total, _, metrics = agent.wm.loss(random_batch(agent.obs_space, agent.act_space))
+    parts = metrics["loss/image"] + metrics["loss/reward"] + metrics["loss/cont"]
+    expected = parts + 0.5 * metrics["loss/dyn"] + 0.1 * metrics["loss/rep"]
+    torch.testing.assert_close(total, expected)
+    assert metrics["loss/dyn"] >= 1.0 and metrics["loss/rep"] >= 1.0  # free bits floor
