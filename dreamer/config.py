@@ -294,39 +294,48 @@ def load_config(
     if size not in presets:
         raise ConfigError(f"unknown size {size!r}; accepted: {', '.join(presets)}")
 
-    merged = _merge(defaults, suite_file, {"dims": presets[size]}, user)
-    try:
-        cfg = OmegaConf.to_object(merged)
-    except oc_errors.OmegaConfBaseException as err:
-        raise ConfigError(_describe(err)) from None
-    assert isinstance(cfg, Config)
-    validate(cfg)
-    return cfg
+    return _to_config(_merge(defaults, suite_file, {"dims": presets[size]}, user))
+
+
+POSITIVE = (
+    "run.steps", "run.envs", "run.log_every", "run.save_every", "environment.repeat", "environment.size",
+    "replay.capacity", "replay.batch_size", "replay.batch_length", "replay.chunk", "rssm.deter", "rssm.hidden",
+    "rssm.stoch", "rssm.classes", "encoder.cnn_depth", "decoder.cnn_depth", "behavior.horizon",
+    "imagine.sequences", "imagine.context", "imagine.scale", "imagine.fps",
+)
+NON_NEGATIVE = (
+    "seed", "run.prefill", "run.eval_episodes", "run.video_every", "run.train_ratio", "environment.length",
+    "environment.noops", "imagine.horizon",
+)
+UNIT_INTERVAL = (
+    "environment.sticky", "rssm.unimix", "actor.unimix", "behavior.lam", "behavior.return_decay",
+    "critic.slow_rate",
+)
+
+
+def _value(cfg: Config, key: str) -> Any:
+    node: Any = cfg
+    for part in key.split("."):
+        node = getattr(node, part)
+    return node
 
 
 def validate(cfg: Config) -> None:
     """Range checks that types alone cannot express."""
-    positive = {
-        "run.steps": cfg.run.steps, "run.envs": cfg.run.envs, "environment.repeat": cfg.environment.repeat,
-        "environment.size": cfg.environment.size, "run.log_every": cfg.run.log_every,
-        "run.save_every": cfg.run.save_every, "replay.chunk": cfg.replay.chunk,
-        "imagine.sequences": cfg.imagine.sequences, "imagine.context": cfg.imagine.context,
-        "imagine.scale": cfg.imagine.scale, "imagine.fps": cfg.imagine.fps,
-        "replay.capacity": cfg.replay.capacity, "replay.batch_size": cfg.replay.batch_size,
-        "replay.batch_length": cfg.replay.batch_length, "rssm.deter": cfg.rssm.deter,
-        "rssm.hidden": cfg.rssm.hidden, "rssm.stoch": cfg.rssm.stoch, "rssm.classes": cfg.rssm.classes,
-        "behavior.horizon": cfg.behavior.horizon, "twohot.bins": cfg.twohot.bins,
-        "encoder.cnn_depth": cfg.encoder.cnn_depth, "decoder.cnn_depth": cfg.decoder.cnn_depth,
-    }
-    for key, value in positive.items():
-        if value <= 0:
-            raise ConfigError(f"bad value for config key {key!r}: {value} (must be > 0)")
-    for key, value in {"run.prefill": cfg.run.prefill, "run.eval_episodes": cfg.run.eval_episodes,
-                       "run.video_every": cfg.run.video_every, "imagine.horizon": cfg.imagine.horizon,
-                       "environment.length": cfg.environment.length, "environment.noops": cfg.environment.noops,
-                       "seed": cfg.seed}.items():
-        if value < 0:
-            raise ConfigError(f"bad value for config key {key!r}: {value} (must be >= 0)")
+    def bad(key: str, why: str) -> ConfigError:
+        return ConfigError(f"bad value for config key {key!r}: {_value(cfg, key)} ({why})")
+
+    for key in POSITIVE:
+        if _value(cfg, key) <= 0:
+            raise bad(key, "must be > 0")
+    for key in NON_NEGATIVE:
+        if _value(cfg, key) < 0:
+            raise bad(key, "must be >= 0")
+    for key in UNIT_INTERVAL:
+        if not 0.0 <= _value(cfg, key) <= 1.0:
+            raise bad(key, "must be in [0, 1]")
+    if cfg.twohot.bins < 2:
+        raise bad("twohot.bins", "must be >= 2")
     if cfg.replay.batch_length > cfg.replay.capacity // cfg.run.envs:
         raise ConfigError(
             f"bad value for config key 'replay.batch_length': {cfg.replay.batch_length} is longer than the "
@@ -337,22 +346,24 @@ def validate(cfg: Config) -> None:
             f"bad value for config key 'run.prefill': {cfg.run.prefill} leaves fewer than replay.batch_length = "
             f"{cfg.replay.batch_length} steps per env ({cfg.run.envs} envs) before training starts"
         )
-    if cfg.run.train_ratio < 0:
-        raise ConfigError(f"bad value for config key 'run.train_ratio': {cfg.run.train_ratio} (must be >= 0)")
-    if cfg.twohot.bins < 2:
-        raise ConfigError(f"bad value for config key 'twohot.bins': {cfg.twohot.bins} (must be >= 2)")
-    for key, value in {"environment.sticky": cfg.environment.sticky, "rssm.unimix": cfg.rssm.unimix, "actor.unimix": cfg.actor.unimix,
-                       "behavior.lam": cfg.behavior.lam, "behavior.return_decay": cfg.behavior.return_decay,
-                       "critic.slow_rate": cfg.critic.slow_rate}.items():
-        if not 0.0 <= value <= 1.0:
-            raise ConfigError(f"bad value for config key {key!r}: {value} (must be in [0, 1])")
     if not 0.0 <= cfg.behavior.return_low < cfg.behavior.return_high <= 1.0:
         raise ConfigError(
             f"bad value for config keys 'behavior.return_low/high': {cfg.behavior.return_low}, "
             f"{cfg.behavior.return_high} (need 0 <= low < high <= 1)"
         )
-    if cfg.device != "auto" and cfg.device != "cpu" and not cfg.device.startswith("cuda"):
+    if cfg.device not in ("auto", "cpu") and not cfg.device.startswith("cuda"):
         raise ConfigError(f"bad value for config key 'device': {cfg.device!r}; accepted: auto, cpu, cuda, cuda:N")
+
+
+def _to_config(node: DictConfig) -> Config:
+    """Resolve interpolations into the dataclasses and check ranges."""
+    try:
+        cfg = OmegaConf.to_object(node)
+    except oc_errors.OmegaConfBaseException as err:
+        raise ConfigError(_describe(err)) from None
+    assert isinstance(cfg, Config)
+    validate(cfg)
+    return cfg
 
 
 def to_yaml(cfg: Config) -> str:
@@ -362,13 +373,7 @@ def to_yaml(cfg: Config) -> str:
 
 def from_yaml(text: str) -> Config:
     """A config saved by `to_yaml` (e.g. inside a checkpoint), validated like any other."""
-    try:
-        cfg = OmegaConf.to_object(_merge(yaml.safe_load(text)))
-    except oc_errors.OmegaConfBaseException as err:
-        raise ConfigError(_describe(err)) from None
-    assert isinstance(cfg, Config)
-    validate(cfg)
-    return cfg
+    return _to_config(_merge(yaml.safe_load(text)))
 
 
 ARCHITECTURE = ("rssm", "encoder", "decoder", "reward_head", "cont_head", "twohot")

@@ -13,7 +13,7 @@ from dreamer.agent import Agent, AgentPolicy, resolve_device
 from dreamer.config import ConfigError, from_yaml
 from dreamer.envs import make_vector, spaces, split_name
 from dreamer.envs.atari import human_normalized
-from dreamer.envs.crafter_env import crafter_score
+from dreamer.envs.crafter_env import crafter_score, success_rates
 from dreamer.envs.driver import Driver
 
 EVAL_SEED_OFFSET = 10**6  # evaluation episodes use other env seeds than training
@@ -46,8 +46,7 @@ def summarize(env: str, episodes: list[dict[str, float]]) -> dict[str, Any]:
     }
     suite, task = split_name(env)
     if suite == "crafter":
-        names = sorted(k for k in episodes[0] if k.startswith("achievement_"))
-        rates = {k[len("achievement_"):]: 100.0 * np.mean([ep[k] > 0 for ep in episodes]) for k in names}
+        rates = success_rates(episodes)
         out["success_rates"] = rates
         out["score"] = crafter_score(np.array(list(rates.values())))
     elif suite in ("atari", "atari100k"):

@@ -9,7 +9,6 @@ no ground truth exists). `open_loop` returns arrays; `dreamer.render` turns them
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import Any
 
@@ -24,44 +23,37 @@ from dreamer.envs import make_vector
 from dreamer.envs.driver import Driver
 from dreamer.nets.dists import symexp
 from dreamer.nets.rssm import Latent, stack
-from dreamer.replay import CHUNK_NAME, step_spaces
+from dreamer.replay import chunk_files, step_spaces
 
 FRESH_SEED_OFFSET = 2 * 10**6  # fresh episodes use other env seeds than training and eval
 
 
-def _windows(stream: dict[str, np.ndarray], length: int) -> list[int]:
-    """Start indices of windows of `length` steps that stay inside one episode."""
-    first = stream["is_first"]
-    starts = []
-    for start in range(len(first) - length + 1):
-        if not first[start + 1:start + length].any():
-            starts.append(start)
-    return starts
+def inside_episode(is_first: np.ndarray, length: int) -> np.ndarray:
+    """Start indices of windows of `length` steps with no episode start after their first step."""
+    starts_before = np.concatenate([[0], np.cumsum(is_first)])  # is_first steps before each index
+    begin = np.arange(len(is_first) - length + 1)
+    return begin[starts_before[begin + length] - starts_before[begin + 1] == 0]
 
 
 def saved_sequences(logdir: Path, count: int, length: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
     """`count` windows of `length` steps inside episodes, from the newest replay chunks on disk."""
-    directory = logdir / "replay"
-    files = sorted(((int(m[1]), int(m[2]), p) for p in directory.glob("*.npz") if (m := CHUNK_NAME.match(p.name))),
-                   key=lambda c: (c[0], c[1])) if directory.is_dir() else []
+    files = chunk_files(logdir / "replay")
     if not files:
-        raise CheckpointError(f"no saved episodes in {directory}; use --source fresh to play new ones")
+        raise CheckpointError(f"no saved episodes in {logdir / 'replay'}; use --source fresh to play new ones")
     candidates: list[tuple[dict[str, np.ndarray], int]] = []
     longest = 0
-    for env in sorted({env for env, _, _ in files}):
-        chunks = [p for e, _, p in files if e == env][::-1]  # newest first
+    for chunks in files.values():
         parts: list[dict[str, np.ndarray]] = []
-        for path in chunks:
+        for _, path in reversed(chunks):  # newest first, until there are windows enough to pick from
             with np.load(path) as data:
                 parts.insert(0, {k: data[k] for k in data.files})
             stream = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-            if len(_windows(stream, length)) >= 4 * count:
+            starts = inside_episode(stream["is_first"], length)
+            if len(starts) >= 4 * count:
                 break
-        starts = _windows(stream, length)
-        episode_starts = np.flatnonzero(stream["is_first"])
-        bounds = np.append(episode_starts, len(stream["is_first"]))
-        longest = max(longest, int(np.diff(bounds).max()) if len(bounds) > 1 else len(stream["is_first"]))
-        candidates += [(stream, s) for s in starts]
+        bounds = np.concatenate([np.flatnonzero(stream["is_first"]), [len(stream["is_first"])]])
+        longest = max(longest, int(np.diff(bounds, prepend=0).max()))
+        candidates += [(stream, int(s)) for s in starts]
     if not candidates:
         raise ConfigError(
             f"context + horizon = {length} steps, but the longest stored episode segment has {longest}; "
@@ -215,4 +207,4 @@ def logdir_of(checkpoint_path: str) -> Path:
     path = Path(checkpoint_path)
     if path.is_file():
         path = path.parent
-    return path.parent if path.name == "checkpoints" or re.match(r"^ckpt-", path.name) else path
+    return path.parent if path.name == "checkpoints" else path

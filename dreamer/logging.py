@@ -32,13 +32,17 @@ class Mean:
         return out
 
 
+def read_jsonl(path: Path) -> list[dict]:
+    """The records of a JSONL log (empty if the file does not exist)."""
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+
+
 def _open_jsonl(path: Path, resume_step: int):
     """Open a JSONL log for appending, first dropping lines past `resume_step` (left by a run that
     went on after its last checkpoint), so no step appears twice."""
     if path.exists():
-        kept = [line for line in path.read_text().splitlines()
-                if line.strip() and json.loads(line).get("step", 0) <= resume_step]
-        atomic_write(path, lambda f: f.write("".join(line + "\n" for line in kept).encode()))
+        kept = [record for record in read_jsonl(path) if record.get("step", 0) <= resume_step]
+        atomic_write(path, lambda f: f.write("".join(json.dumps(r) + "\n" for r in kept).encode()))
     return open(path, "a")
 
 

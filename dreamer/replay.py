@@ -31,6 +31,16 @@ def step_spaces(obs_space: gym.spaces.Dict, act_space: gym.spaces.Space) -> dict
     return keys
 
 
+def chunk_files(directory: Path) -> dict[int, list[tuple[int, Path]]]:
+    """Chunks on disk per env: (steps written by the chunk's end, path), oldest first."""
+    chunks: dict[int, list[tuple[int, Path]]] = {}
+    if directory.is_dir():
+        for path in directory.iterdir():
+            if m := CHUNK_NAME.match(path.name):
+                chunks.setdefault(int(m[1]), []).append((int(m[2]), path))
+    return {env: sorted(files) for env, files in sorted(chunks.items())}
+
+
 class Replay:
     def __init__(self, cfg: ReplayConfig, obs_space: gym.spaces.Dict, act_space: gym.spaces.Space,
                  envs: int, directory: Path | None = None, seed: int = 0):
@@ -71,9 +81,10 @@ class Replay:
         starts_per_env = np.maximum(self.count - length + 1, 0)
         if starts_per_env.sum() == 0:
             raise ValueError(f"replay holds {len(self)} steps, fewer than one window of {length}")
-        flat = self.rng.integers(0, starts_per_env.sum(), batch)  # uniform over all start positions
-        env = np.searchsorted(np.cumsum(starts_per_env), flat, side="right")
-        offset = flat - (np.cumsum(starts_per_env) - starts_per_env)[env]
+        ends = np.cumsum(starts_per_env)
+        flat = self.rng.integers(0, ends[-1], batch)  # uniform over all start positions
+        env = np.searchsorted(ends, flat, side="right")
+        offset = flat - (ends - starts_per_env)[env]
         oldest = np.where(self.count == self.per_env, self.head, 0)[env]  # position of the oldest step
         index = (oldest[:, None] + offset[:, None] + np.arange(length)) % self.per_env  # (B, T)
         out = {key: array[env[:, None], index] for key, array in self.data.items()}
@@ -107,12 +118,12 @@ class Replay:
         `written` (per env, from a checkpoint) drops chunks written after that checkpoint, so the
         replay is the one the checkpointed run had; only the newest chunks that fit are read.
         """
-        if self.directory is None or not self.directory.is_dir():
+        if self.directory is None:
             return 0
         loaded = 0
-        for env in range(self.envs):
-            chunks = sorted((int(m[2]), path) for path in self.directory.iterdir()
-                            if (m := CHUNK_NAME.match(path.name)) and int(m[1]) == env)
+        files = chunk_files(self.directory)
+        for env in range(self.envs):  # a run resumed with fewer envs keeps the streams it can hold
+            chunks = files.get(env, [])
             if written is not None:
                 for end, path in [c for c in chunks if c[0] > written[env]]:
                     path.unlink()
@@ -149,10 +160,14 @@ class TrainRatio:
         self.steps = 0
         self.updates = 0
 
+    def total_after(self, steps: int) -> int:
+        """Updates the schedule has made in all after `steps` policy steps."""
+        return math.floor(steps * self.ratio / self.per_update)
+
     def __call__(self, new_steps: int) -> int:
         """Count `new_steps` policy steps; return how many updates are due now."""
         self.steps += new_steps
-        target = math.floor(self.steps * self.ratio / self.per_update)
+        target = self.total_after(self.steps)
         due, self.updates = target - self.updates, target
         return due
 

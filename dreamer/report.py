@@ -23,25 +23,22 @@ from pathlib import Path
 import numpy as np
 
 from dreamer.checkpoint import atomic_write
-from dreamer.envs.crafter_env import crafter_score
+from dreamer.envs.crafter_env import crafter_score, success_rates
+from dreamer.logging import read_jsonl
+from dreamer.replay import TrainRatio
 from dreamer.sweep import wall_clock
 
 FIELDS = ("run", "size", "train_ratio", "seed", "params", "policy_steps", "updates", "episodes",
           "final_score", "flops_per_update", "flops_per_policy_step", "total_flops", "wall_clock_s", "device")
 
 
-def _jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
-
-
 def final_score(episodes: list[dict], window: int) -> float:
     """Mean return of the last `window` episodes, or the Crafter score over all episodes."""
     if not episodes:
         return float("nan")
-    names = [k for k in episodes[0] if k.startswith("achievement_")]
-    if names:
-        rates = [100.0 * np.mean([ep[k] > 0 for ep in episodes]) for k in names]
-        return crafter_score(np.array(rates))
+    rates = success_rates(episodes)
+    if rates:
+        return crafter_score(np.array(list(rates.values())))
     return float(np.mean([ep["return"] for ep in episodes[-window:]]))
 
 
@@ -51,7 +48,7 @@ def collect(out: Path, window: int) -> list[dict]:
     for compute_path in sorted(out.glob("*/compute.json")):
         run = compute_path.parent
         compute = json.loads(compute_path.read_text())
-        episodes = _jsonl(run / "episodes.jsonl")
+        episodes = read_jsonl(run / "episodes.jsonl")
         runs.append({
             "run": run.name, **compute, "episodes": len(episodes), "wall_clock_s": wall_clock(run),
             "final_score": final_score(episodes, window), "_episodes": episodes,
@@ -73,9 +70,9 @@ def score_curve(run: dict, grid: np.ndarray, window: int) -> np.ndarray:
 
 
 def flops_at(run: dict, steps: np.ndarray) -> np.ndarray:
-    """Training FLOPs spent by each env step: the ratio schedule fixes the updates made by then
-    (floor((step - prefill) * ratio / replayed steps per update), design section 6)."""
-    updates = np.floor(np.maximum(steps - run["prefill"], 0) * run["train_ratio"] / run["replayed_per_update"])
+    """Training FLOPs spent by each env step: the train-ratio schedule fixes the updates made by then."""
+    schedule = TrainRatio(run["train_ratio"], run["replayed_per_update"])
+    updates = np.array([schedule.total_after(max(int(s) - run["prefill"], 0)) for s in steps], dtype=float)
     return updates * run["flops_per_update"] + steps * run["flops_per_policy_step"]
 
 

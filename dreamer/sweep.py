@@ -30,6 +30,7 @@ from dreamer.checkpoint import atomic_write
 from dreamer.config import ConfigError, load_config
 from dreamer.envs import spaces
 from dreamer.envs.install import require
+from dreamer.logging import read_jsonl
 
 STATES = ("queued", "running", "done", "failed")
 
@@ -214,8 +215,7 @@ def run_point(sweep: Sweep, point: Point, threads: int) -> tuple[bool, float, st
 
 def wall_clock(run: Path) -> float:
     """Seconds over every attempt at a run (an interrupted run's time counts too)."""
-    path = run / "attempts.jsonl"
-    return sum(json.loads(line)["seconds"] for line in path.read_text().splitlines()) if path.exists() else 0.0
+    return sum(attempt["seconds"] for attempt in read_jsonl(run / "attempts.jsonl"))
 
 
 def _finish(sweep: Sweep, progress: Progress, flops: dict, point: Point, ok: bool, why: str) -> None:

@@ -6,15 +6,16 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
 
+from dreamer.logging import read_jsonl
+
 
 def curve(logdir: Path, window: int, every: int) -> list[tuple[int, float, int]]:
     """(step, mean return of the last `window` episodes ended by then, episodes so far) per `every` steps."""
-    episodes = [json.loads(line) for line in (logdir / "episodes.jsonl").read_text().splitlines() if line]
+    episodes = read_jsonl(logdir / "episodes.jsonl")
     if not episodes:
         return []
     steps = np.array([ep["step"] for ep in episodes])
@@ -29,7 +30,7 @@ def curve(logdir: Path, window: int, every: int) -> list[tuple[int, float, int]]
 
 def first_reaching(logdir: Path, window: int, target: float) -> int | None:
     """The first env step at which the mean of the last `window` episodes reaches `target`."""
-    episodes = [json.loads(line) for line in (logdir / "episodes.jsonl").read_text().splitlines() if line]
+    episodes = read_jsonl(logdir / "episodes.jsonl")
     returns = [ep["return"] for ep in episodes]
     for i in range(window, len(returns) + 1):
         if np.mean(returns[i - window:i]) >= target:

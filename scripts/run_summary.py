@@ -11,9 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-
-def read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+from dreamer.logging import read_jsonl
 
 
 def summary(logdir: Path) -> dict:

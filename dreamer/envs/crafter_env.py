@@ -25,6 +25,12 @@ def crafter_score(success_rates_percent: np.ndarray) -> float:
     return float(np.exp(np.mean(np.log1p(rates))) - 1.0)
 
 
+def success_rates(episodes: list[dict[str, float]]) -> dict[str, float]:
+    """Per achievement, the percentage of episodes that unlocked it (keys `achievement_<name>`)."""
+    names = sorted(k for k in episodes[0] if k.startswith("achievement_")) if episodes else []
+    return {k[len("achievement_"):]: 100.0 * float(np.mean([ep[k] > 0 for ep in episodes])) for k in names}
+
+
 class CrafterEnv(Adapter):
     """`image` (size, size, 3) uint8; `log_achievement_<name>` counts of the current episode.
     Death is terminal; reaching `length` steps (10,000 by default) is a truncation."""

@@ -65,16 +65,18 @@ class RSSM(nn.Module):
     def __init__(self, cfg: RSSMConfig, embed_dim: int, action_dim: int):
         super().__init__()
         self.cfg = cfg
-        self.deter_dim, self.embed_dim, self.action_dim = cfg.deter, embed_dim, action_dim
+        self.action_dim = action_dim
         stoch_flat = cfg.stoch * cfg.classes
         self.feat_dim = cfg.deter + stoch_flat
         self.initial = nn.Parameter(torch.zeros(cfg.deter))  # h_0 = tanh(initial)
         self.img_in = Dense(stoch_flat + action_dim, cfg.hidden)
         self.gru = LayerNormGRU(cfg.hidden, cfg.deter)
         self.prior_net = nn.Sequential(Dense(cfg.deter, cfg.hidden), linear(cfg.hidden, stoch_flat))
-        # Posterior hidden layer on [h, e]: one weight, applied as W_h h + W_e e.
-        self.post_weight = nn.Parameter(torch.empty(cfg.hidden, cfg.deter + embed_dim))
-        init_fan_avg_(self.post_weight, cfg.deter + embed_dim, cfg.hidden)
+        # Posterior hidden layer on [h, e], kept as its two column blocks W_h and W_e (applied as
+        # W_h h + W_e e) and initialised as the one Linear(deter + embed -> hidden) it is.
+        weight = init_fan_avg_(torch.empty(cfg.hidden, cfg.deter + embed_dim), cfg.deter + embed_dim, cfg.hidden)
+        self.post_deter = nn.Parameter(weight[:, : cfg.deter].clone())  # W_h (hidden, D)
+        self.post_embed = nn.Parameter(weight[:, cfg.deter :].clone())  # W_e (hidden, E)
         self.post_norm = nn.LayerNorm(cfg.hidden, eps=NORM_EPS)
         self.post_out = linear(cfg.hidden, stoch_flat)
 
@@ -117,13 +119,13 @@ class RSSM(nn.Module):
         init = self.initial_state(action.shape[0]) if init is None else init
         state, action = self.reset(state, action, is_first, init)
         deter = self._recur(state, action)
-        hidden = F.silu(self.post_norm(F.linear(deter, self.post_weight[:, : self.deter_dim]) + embed_proj))
+        hidden = F.silu(self.post_norm(F.linear(deter, self.post_deter) + embed_proj))
         logits = self._logits(self.post_out(hidden))  # (N, S, C)
         return Latent(deter, OneHotDist(logits).sample()), logits
 
     def project_embed(self, embed: Tensor) -> Tensor:
         """W_e e, the embed's share of the posterior hidden layer. (..., E) -> (..., hidden)"""
-        return F.linear(embed, self.post_weight[:, self.deter_dim :])
+        return F.linear(embed, self.post_embed)
 
     # -- sequences ------------------------------------------------------------------------------
     def observe(
