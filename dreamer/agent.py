@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from dreamer import distributed
 from dreamer.behavior import Behavior
 from dreamer.config import Config, ConfigError
 from dreamer.nets.rssm import Latent
@@ -45,6 +46,8 @@ class Agent(nn.Module):
         )
         self.optim_cfg = cfg.optim
         self._optims: dict[str, Optimizer] = {}
+        # What the updates call: the modules themselves, or their DDP wrappers after `distribute()`.
+        self.replicas: dict[str, nn.Module] = {"world_model": self.wm, "behavior": self.behavior}
 
     @property
     def device(self) -> torch.device:
@@ -68,6 +71,16 @@ class Agent(nn.Module):
             }
         return self._optims
 
+    def distribute(self) -> None:
+        """Average gradients over the ranks of the process group (call after `.to(device)`).
+        DDP broadcasts rank 0's parameters now; the return-norm buffers stay per rank, and agree
+        because every rank takes the percentiles of the gathered returns."""
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        self.replicas = {"world_model": DDP(self.wm, device_ids=ids),
+                         "behavior": DDP(self.behavior, device_ids=ids, broadcast_buffers=False)}
+
     def _autocast(self):
         if self.device.type == "cuda" and torch.cuda.is_bf16_supported():
             return torch.autocast("cuda", dtype=torch.bfloat16)
@@ -87,13 +100,13 @@ class Agent(nn.Module):
         post, metrics = self.train_world_model(batch)
         metrics.update(self.train_behavior(post, batch))
         names = list(metrics)
-        values = torch.stack([metrics[k].detach().float() for k in names]).tolist()  # one host sync
-        return dict(zip(names, values))
+        values = distributed.mean(torch.stack([metrics[k].detach().float() for k in names]))
+        return dict(zip(names, values.tolist()))  # one host sync
 
     def train_world_model(self, batch: dict[str, Tensor]) -> tuple[Latent, dict[str, Tensor]]:
         """World-model loss, backward and step; returns the posterior states (B, T, ...) and metrics."""
         with self._autocast():
-            wm_loss, post, metrics = self.wm.loss(batch)
+            wm_loss, post, metrics = self.replicas["world_model"](batch)
         metrics["grad_norm/world_model"] = self.optimizers()["world_model"].step(wm_loss)
         metrics["loss/world_model"] = wm_loss.detach()
         return post, metrics
@@ -103,9 +116,13 @@ class Agent(nn.Module):
         start = post.detach().map(lambda x: x.flatten(0, 1))  # (B*T, ...)
         start_cont = 1.0 - batch["is_terminal"].flatten().float()
         with self._autocast():
-            actor_loss, critic_loss, metrics = self.behavior.loss(self.wm, start, start_cont)
-        metrics["grad_norm/actor"] = self.optimizers()["actor"].step(actor_loss)
-        metrics["grad_norm/critic"] = self.optimizers()["critic"].step(critic_loss)
+            actor_loss, critic_loss, metrics = self.replicas["behavior"](self.wm, start, start_cont)
+        actor, critic = self.optimizers()["actor"], self.optimizers()["critic"]
+        actor.zero_grad()
+        critic.zero_grad()
+        (actor_loss + critic_loss).backward()  # one pass: the two losses share no parameter
+        metrics["grad_norm/actor"] = actor.clip_and_step()
+        metrics["grad_norm/critic"] = critic.clip_and_step()
         self.behavior.update_slow_critic()
         return metrics
 

@@ -17,6 +17,7 @@ import gymnasium as gym
 import torch
 from torch import Tensor, nn
 
+from dreamer import distributed
 from dreamer.config import ActorConfig, BehaviorConfig, CriticConfig
 from dreamer.nets.dists import BoundedNormal, OneHotDist, TwoHot, unimix_logits
 from dreamer.nets.layers import MLP, linear
@@ -64,7 +65,8 @@ class ReturnNorm(nn.Module):
 
     @torch.no_grad()
     def update(self, returns: Tensor) -> None:
-        low, high = torch.quantile(returns.detach().float().flatten(), self.quantiles)
+        """Percentiles over the returns of every rank (all of them in a data-parallel run)."""
+        low, high = torch.quantile(distributed.concat(returns.detach().float().flatten()), self.quantiles)
         self.low.lerp_(low, 1 - self.decay)
         self.high.lerp_(high, 1 - self.decay)
 
@@ -149,6 +151,12 @@ class Behavior(nn.Module):
         if self.actor.discrete:
             return action, torch.stack([dist.log_prob(action.detach()), dist.entropy()], -1)
         return action, dist.entropy()[..., None]
+
+    def forward(
+        self, wm: WorldModel, start: Latent, start_cont: Tensor
+    ) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
+        """`loss`, as DDP calls it."""
+        return self.loss(wm, start, start_cont)
 
     def loss(
         self, wm: WorldModel, start: Latent, start_cont: Tensor

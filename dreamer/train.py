@@ -8,6 +8,10 @@
 
 A logdir that holds a checkpoint is continued: model, optimisers, ratio counter, step counters and
 RNG states come back from the checkpoint, and the replay from its chunks on disk.
+
+Under `torchrun` every rank runs this loop with its own envs, replay (`replay/`, `replay-rank1/`, ...)
+and seed; step counters and the train ratio count all ranks' steps, so every rank makes the same
+updates; finished episodes are gathered to rank 0, which alone writes logs and checkpoints.
 """
 
 from __future__ import annotations
@@ -22,8 +26,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from dreamer import checkpoint, render
-from dreamer.agent import Agent, AgentPolicy, resolve_device
+from dreamer import checkpoint, distributed, render
+from dreamer.agent import Agent, AgentPolicy
 from dreamer.config import Config, identity, to_yaml
 from dreamer.envs import make_vector, spaces
 from dreamer.envs.crafter_env import crafter_score
@@ -92,21 +96,31 @@ class Trainer:
         self.cfg = cfg
         self.logdir = Path(cfg.logdir)
         self.logdir.mkdir(parents=True, exist_ok=True)
-        self.device = resolve_device(cfg.device)
-        seed_everything(cfg.seed)
+        self.ranks, self.device = distributed.setup(cfg.device)
+        seed = self.ranks.seed(cfg.seed)
+        seed_everything(seed)
         obs_space, act_space = spaces(cfg.env, cfg.environment)
         self.agent = Agent(cfg, obs_space, act_space).to(self.device)
-        self.replay = Replay(cfg.replay, obs_space, act_space, cfg.run.envs, self.logdir / "replay", cfg.seed)
-        self.ratio = TrainRatio(cfg.run.train_ratio, cfg.replay.batch_size * cfg.replay.batch_length)
+        replay_dir = self.logdir / ("replay" if self.ranks.main else f"replay-rank{self.ranks.rank}")
+        self.replay = Replay(cfg.replay, obs_space, act_space, cfg.run.envs, replay_dir, seed)
+        self.steps_per_iteration = cfg.run.envs * self.ranks.world  # all ranks' policy steps
+        batch_steps = cfg.replay.batch_size * cfg.replay.batch_length * self.ranks.world
+        self.ratio = TrainRatio(cfg.run.train_ratio, batch_steps)
         self.progress = Progress()
         self.resumed_from = self._restore()
-        checkpoint.atomic_write(self.logdir / "config.yaml", lambda f: f.write(to_yaml(cfg).encode()))
-        self.logger = Logger(self.logdir, resume_step=self.progress.step)
-        envs = make_vector(cfg.env, cfg.environment, cfg.run.envs, seed=cfg.seed + self.progress.step)
-        self.driver = Driver(envs, seed=cfg.seed + self.progress.step, on_step=self.replay.add)
-        self.random = random_policy(act_space, cfg.run.envs, np.random.default_rng(cfg.seed))
+        if self.ranks.world > 1:
+            self.agent.distribute()
+        self.logger = None
+        if self.ranks.main:
+            checkpoint.atomic_write(self.logdir / "config.yaml", lambda f: f.write(to_yaml(cfg).encode()))
+            self.logger = Logger(self.logdir, resume_step=self.progress.step)
+        envs = make_vector(cfg.env, cfg.environment, cfg.run.envs, seed=seed + self.progress.step)
+        self.driver = Driver(envs, seed=seed + self.progress.step, on_step=self.replay.add)
+        self.random = random_policy(act_space, cfg.run.envs, np.random.default_rng(seed))
         self.policy = AgentPolicy(self.agent, "train")
         self.metrics = Mean()
+        self.finished: list[tuple[int, dict[str, float]]] = []  # (step, episode) not yet recorded
+        self.episode_stats = Mean()  # of the episodes recorded since the last log write
         self.timers = {"env": 0.0, "train": 0.0, "env_steps": 0, "updates": 0}
         self.logged_step = -1
         self.saved_step = self.progress.step if self.resumed_from else -1
@@ -123,13 +137,27 @@ class Trainer:
             optimizer.load_state_dict(payload["optimizers"][name])
         self.ratio.load_state_dict(payload["ratio"])
         self.progress = Progress(**payload["progress"])
-        set_rng_states(payload["rng"])
-        self.replay.rng.bit_generator.state = payload["replay_rng"]
-        self.replay.load(payload["replay_written"])
+        if len(payload["ranks"]) != self.ranks.world:
+            raise checkpoint.CheckpointError(
+                f"{path} was saved by {len(payload['ranks'])} ranks; this run has {self.ranks.world}; "
+                f"accepted: the same number of processes")
+        local = payload["ranks"][self.ranks.rank]
+        set_rng_states(local["rng"])
+        self.replay.rng.bit_generator.state = local["replay_rng"]
+        self.replay.load(local["replay_written"])
         return path
 
-    def save(self) -> Path:
+    def save(self) -> Path | None:
+        """Every rank flushes its replay; rank 0 writes one checkpoint holding all ranks' RNG and
+        replay states (returns its path; None on other ranks)."""
+        self.gather_episodes()
         self.replay.flush()
+        local = {"rng": rng_states(), "replay_rng": self.replay.rng.bit_generator.state,
+                 "replay_written": self.replay.written.tolist()}
+        ranks = distributed.gather(local)
+        self.saved_step = self.progress.step
+        if not self.ranks.main:
+            return None
         payload = {
             "identity": identity(self.cfg),
             "config": to_yaml(self.cfg),
@@ -137,35 +165,45 @@ class Trainer:
             "optimizers": {k: o.state_dict() for k, o in self.agent.optimizers().items()},
             "ratio": self.ratio.state_dict(),
             "progress": dataclasses.asdict(self.progress),
-            "rng": rng_states(),
-            "replay_rng": self.replay.rng.bit_generator.state,
-            "replay_written": self.replay.written.tolist(),
+            "ranks": ranks,
         }
-        path = checkpoint.save(self.logdir / "checkpoints", self.progress.step, payload)
-        self.saved_step = self.progress.step
-        return path
+        return checkpoint.save(self.logdir / "checkpoints", self.progress.step, payload)
 
     # -- the loop ---------------------------------------------------------------------------------
-    def collect(self) -> list[dict[str, float]]:
+    def collect(self) -> None:
+        """One step of every env (of every rank); the episodes it finishes wait in `finished`."""
         prefill = self.progress.step < self.cfg.run.prefill
         start = time.perf_counter()
         episodes = self.driver.step(self.random if prefill else self.policy)
         self.timers["env"] += time.perf_counter() - start
         self.timers["env_steps"] += self.cfg.run.envs
-        self.progress.step += self.cfg.run.envs
-        return episodes
+        self.progress.step += self.steps_per_iteration
+        self.finished += [(self.progress.step, episode) for episode in episodes]
+
+    def gather_episodes(self) -> None:
+        """Count every rank's finished episodes into the progress; rank 0 writes them to the log."""
+        gathered = distributed.gather(self.finished)
+        self.finished = []
+        finished = sorted((item for rank in gathered for item in rank), key=lambda item: item[0])
+        if not finished:
+            return
+        if self.logger:
+            for step, episode in finished:
+                self.logger.episode(step, episode)
+        self.episode_stats.add(record_episodes([episode for _, episode in finished], self.progress))
 
     def learn(self) -> None:
         if self.progress.step <= self.cfg.run.prefill:
             return  # the ratio counts policy steps after the prefill
-        for _ in range(self.ratio(self.cfg.run.envs)):
+        for _ in range(self.ratio(self.steps_per_iteration)):
             start = time.perf_counter()
             self.metrics.add(self.agent.train(self.replay.sample()))
             self.timers["train"] += time.perf_counter() - start
             self.timers["updates"] += 1
 
-    def log(self, episode_stats: dict[str, float]) -> None:
-        values = {**self.metrics.pop(), **episode_stats, **cumulative_metrics(self.progress)}
+    def log(self) -> None:
+        self.gather_episodes()
+        values = {**self.metrics.pop(), **self.episode_stats.pop(), **cumulative_metrics(self.progress)}
         t = self.timers
         if t["env"] > 0:
             values["perf/env_steps_per_second"] = t["env_steps"] / t["env"]
@@ -174,7 +212,8 @@ class Trainer:
         values["perf/train_ratio"] = self.ratio.achieved()
         values["perf/updates"] = self.ratio.updates
         values["perf/replay_steps"] = len(self.replay)
-        self.logger.write(self.progress.step, values)
+        if self.logger:
+            self.logger.write(self.progress.step, values)
         self.logged_step = self.progress.step
         self.timers = {"env": 0.0, "train": 0.0, "env_steps": 0, "updates": 0}
 
@@ -198,39 +237,38 @@ class Trainer:
 
     def run(self) -> Progress:
         cfg = self.cfg.run
-        pending = Mean()  # episode stats between two log writes
         bar = tqdm(total=cfg.steps, initial=self.progress.step, unit="step", dynamic_ncols=True,
-                   disable=None, desc=Path(self.cfg.logdir).name)
+                   disable=None if self.ranks.main else True, desc=Path(self.cfg.logdir).name)
         try:
             while self.progress.step < cfg.steps:
                 before = self.progress.step
-                episodes = self.collect()
-                for episode in episodes:
-                    self.logger.episode(self.progress.step, episode)
-                if episodes:
-                    pending.add(record_episodes(episodes, self.progress))
+                self.collect()
                 self.learn()
                 bar.update(self.progress.step - before)
                 bar.set_postfix(updates=self.ratio.updates, ret=f"{self.progress.last_return:.1f}", refresh=False)
                 if self.progress.step // cfg.log_every > before // cfg.log_every:
-                    self.log(pending.pop())
+                    self.log()
                 if self.progress.step // cfg.save_every > before // cfg.save_every:
                     self.save()
-                if cfg.video_every and self.progress.step // cfg.video_every > before // cfg.video_every:
+                if self.logger and cfg.video_every and self.progress.step // cfg.video_every > before // cfg.video_every:
                     self.log_video()
             if self.logged_step != self.progress.step:
-                self.log(pending.pop())
+                self.log()
             if self.saved_step != self.progress.step:
                 self.save()
         finally:
             bar.close()
             self.driver.close()
-            self.logger.close()
-        if cfg.eval_episodes:
+            if self.logger:
+                self.logger.close()
+        if cfg.eval_episodes and self.ranks.main:
             evaluate(self.logdir, cfg.eval_episodes, self.cfg.device, self.logdir / "eval.json")
         return self.progress
 
 
 def train(cfg: Config) -> Progress:
     """Train as `cfg` says, continuing the run in `cfg.logdir` if it has a checkpoint."""
-    return Trainer(cfg).run()
+    try:
+        return Trainer(cfg).run()
+    finally:
+        distributed.shutdown()

@@ -170,6 +170,10 @@ class WorldModel(nn.Module):
         self.reward = RewardHead(reward_head, feat, self.twohot)
         self.cont = ContinueHead(cont_head, feat)
 
+    def forward(self, batch: dict[str, Tensor]) -> tuple[Tensor, Latent, dict[str, Tensor]]:
+        """`loss`, as DDP calls it."""
+        return self.loss(batch)
+
     def loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, Latent, dict[str, Tensor]]:
         """World-model loss on a (B, T) batch; returns (loss, posterior states, metrics).
 

@@ -113,7 +113,7 @@ def test_parallel_envs_and_eval_at_the_end(tmp_path):
     payload = checkpoint.load_latest(logdir / "checkpoints")[1]
     assert payload["progress"]["step"] == 100
     assert payload["ratio"]["steps"] == 50  # both envs' steps after the prefill count
-    assert payload["replay_written"] == [50, 50]
+    assert payload["ranks"][0]["replay_written"] == [50, 50]
     assert {p.name.split("-")[0] for p in (logdir / "replay").glob("*.npz")} == {"env0", "env1"}
     episodes = [json.loads(line) for line in (logdir / "episodes.jsonl").read_text().splitlines()]
     assert episodes and all(ep["length"] == ep["return"] for ep in episodes)  # CartPole pays +1 a step

@@ -1,0 +1,91 @@
+"""Data-parallel training over the processes `torchrun` starts (one per device).
+
+Each rank runs its own envs and replay and trains the same model on its own batches;
+DistributedDataParallel averages the gradients, so an update with R ranks equals one on the
+R batches together. What the loss needs from the whole batch is gathered: the return percentiles
+(P1 eq. 8) are taken over every rank's imagined returns. Step counters count all ranks' steps.
+Outside `torchrun` (or with one process) every helper here is the identity and nothing is sent.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import Tensor
+
+
+@dataclasses.dataclass(frozen=True)
+class Ranks:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        """Rank 0 writes logs and checkpoints."""
+        return self.rank == 0
+
+    def seed(self, seed: int) -> int:
+        """A rank's own seed for envs, replay sampling and its RNG; rank 0 keeps `seed`."""
+        if self.rank == 0:
+            return seed
+        return int(np.random.SeedSequence([seed, self.rank]).generate_state(1)[0])
+
+
+def active() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def setup(device_name: str) -> tuple[Ranks, torch.device]:
+    """Join the process group `torchrun` describes in the environment (gloo on CPU, NCCL on CUDA);
+    returns this process's ranks and device (`cuda:LOCAL_RANK` when training on CUDA)."""
+    from dreamer.agent import resolve_device  # the agent module imports this one
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    ranks = Ranks(int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0")))
+    device = resolve_device(device_name)
+    if world == 1:
+        return ranks, device
+    if device.type == "cuda":
+        device = torch.device("cuda", ranks.local_rank)
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return ranks, device
+
+
+def shutdown() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def mean(tensor: Tensor) -> Tensor:
+    """Mean of `tensor` over the ranks (a new tensor)."""
+    if not active():
+        return tensor
+    total = tensor.clone()
+    dist.all_reduce(total)
+    return total / dist.get_world_size()
+
+
+def concat(tensor: Tensor) -> Tensor:
+    """Every rank's `tensor` (same shape everywhere) concatenated along dim 0, in rank order."""
+    if not active():
+        return tensor
+    parts = [torch.empty_like(tensor) for _ in range(dist.get_world_size())]
+    dist.all_gather(parts, tensor.contiguous())
+    return torch.cat(parts)
+
+
+def gather(obj: Any) -> list[Any]:
+    """Every rank's picklable `obj`, in rank order, on every rank."""
+    if not active():
+        return [obj]
+    out: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(out, obj)
+    return out

@@ -1,0 +1,101 @@
+"""Data-parallel training on CPU: two gloo processes against the single-process maths, and a
+two-process `torchrun` training run."""
+
+import json
+import subprocess
+import sys
+
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from dreamer.agent import Agent
+from dreamer.checkpoint import load_latest
+from dreamer.replay import TrainRatio
+from tests.conftest import act_space, obs_space, random_batch, tiny_config, train_args
+
+WORLD = 2
+
+
+def _agent() -> Agent:
+    torch.manual_seed(0)
+    return Agent(tiny_config(env="gym:CartPole-v1"), obs_space(image=False, vector=4), act_space(size=2))
+
+
+def _batch(rank: int) -> dict[str, torch.Tensor]:
+    return random_batch(obs_space(image=False, vector=4), act_space(size=2), batch=3, length=6, seed=rank)
+
+
+def _rank_main(rank: int, store: str, out: str) -> None:
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=WORLD)
+    torch.manual_seed(rank)  # rank 1 builds other weights; DDP must replace them by rank 0's
+    agent = Agent(tiny_config(env="gym:CartPole-v1"), obs_space(image=False, vector=4), act_space(size=2))
+    agent.distribute()
+    reference = _agent()  # seed 0, as rank 0
+    same_start = all(torch.equal(a, b) for a, b in zip(agent.parameters(), reference.parameters()))
+
+    torch.manual_seed(10 + rank)
+    loss, _, _ = agent.replicas["world_model"](_batch(rank))
+    loss.backward()
+    wm_grads = [p.grad.clone() for p in agent.wm.parameters()]
+    agent.zero_grad(set_to_none=True)
+
+    metrics = [agent.train(_batch(rank)) for _ in range(2)]
+    torch.save({"wm_grads": wm_grads, "state": agent.state_dict(), "metrics": metrics,
+                "broadcast": same_start}, f"{out}/rank{rank}.pt")
+    dist.destroy_process_group()
+
+
+def test_two_ranks_average_gradients_and_stay_in_step(tmp_path):
+    mp.spawn(_rank_main, args=(str(tmp_path / "store"), str(tmp_path)), nprocs=WORLD, join=True)
+    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in range(WORLD)]
+    assert all(r["broadcast"] for r in ranks)  # rank 1's own init was replaced by rank 0's
+
+    # World-model gradient = mean of the single-process gradients on each rank's batch and RNG.
+    reference = _agent()
+    expected = [torch.zeros_like(p) for p in reference.wm.parameters()]
+    for rank in range(WORLD):
+        reference.zero_grad(set_to_none=True)
+        torch.manual_seed(10 + rank)
+        reference.wm.loss(_batch(rank))[0].backward()
+        for total, p in zip(expected, reference.wm.parameters()):
+            total += p.grad / WORLD
+    for r in ranks:
+        for got, want in zip(r["wm_grads"], expected):
+            torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-7)
+
+    # After full updates on different batches, every parameter and buffer agrees across ranks,
+    # and the logged metrics are the ranks' means (identical on both).
+    first, second = ranks[0]["state"], ranks[1]["state"]
+    assert first.keys() == second.keys()
+    for key in first:
+        torch.testing.assert_close(first[key], second[key], rtol=0, atol=0, msg=key)
+    assert ranks[0]["metrics"] == ranks[1]["metrics"]
+    start = reference.state_dict()
+    assert not torch.equal(first["wm.rssm.gru.linear.weight"], start["wm.rssm.gru.linear.weight"])
+
+
+def test_torchrun_two_processes_train_one_run(tmp_path):
+    logdir = tmp_path / "run"
+    steps, prefill, ratio = 300, 50, 64
+    args = train_args(logdir, "gym:CartPole-v1", steps)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={WORLD}",
+           "-m", "dreamer", *args]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    # One log, written once (rank 0), with steps counted over both ranks.
+    records = [json.loads(line) for line in (logdir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == sorted({r["step"] for r in records})
+    assert records[-1]["step"] == steps
+    # The ratio counts all ranks' policy steps and all ranks' replayed steps: the same updates as
+    # one process would make, here floor((300 - 50) * 64 / (2 * 4 * 16)).
+    schedule = TrainRatio(ratio, WORLD * 4 * 16)
+    assert records[-1]["perf/updates"] == schedule.total_after(steps - prefill) == 125
+    # Each rank stored its own steps; the checkpoint holds both ranks' replay positions.
+    _, payload = load_latest(logdir / "checkpoints")
+    assert payload["progress"]["step"] == steps
+    assert [sum(r["replay_written"]) for r in payload["ranks"]] == [steps // WORLD] * WORLD
+    assert list((logdir / "replay").glob("*.npz")) and list((logdir / "replay-rank1").glob("*.npz"))
+    episodes = [json.loads(line) for line in (logdir / "episodes.jsonl").read_text().splitlines()]
+    assert episodes and payload["progress"]["episodes"] == len(episodes)
