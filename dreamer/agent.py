@@ -41,7 +41,7 @@ class Agent(nn.Module):
             reward_head=cfg.reward_head, cont_head=cfg.cont_head, twohot=cfg.twohot, loss=cfg.world_model,
         )
         self.behavior = Behavior(
-            self.wm.rssm.feat_dim, act_space, self.wm.twohot,
+            self.wm.rssm.feat, act_space, self.wm.twohot,
             actor=cfg.actor, critic=cfg.critic, behavior=cfg.behavior,
         )
         self.optim_cfg = cfg.optim
@@ -87,7 +87,11 @@ class Agent(nn.Module):
         return nullcontext()
 
     def to_tensors(self, data: dict[str, Any]) -> dict[str, Tensor]:
-        return {k: torch.as_tensor(v).to(self.device, non_blocking=True) for k, v in data.items()}
+        """Arrays or tensors -> tensors on the agent's device (through pinned memory for CUDA)."""
+        pin = self.device.type == "cuda"
+        tensors = {k: torch.as_tensor(v) for k, v in data.items()}
+        return {k: (v.pin_memory() if pin and v.device.type == "cpu" else v).to(self.device, non_blocking=True)
+                for k, v in tensors.items()}
 
     def train(self, batch: dict[str, Any] | bool = True) -> Any:  # type: ignore[override]
         """One update of world model, actor and critic on a (B, T) replay batch; returns metrics.

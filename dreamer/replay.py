@@ -12,8 +12,10 @@ from __future__ import annotations
 import math
 import os
 import re
+from concurrent.futures import ThreadPoolExecutor
 from fractions import Fraction
 from pathlib import Path
+from typing import Any, Callable, Iterator
 
 import gymnasium as gym
 import numpy as np
@@ -90,6 +92,20 @@ class Replay:
         out = {key: array[env[:, None], index] for key, array in self.data.items()}
         out["is_first"][:, 0] = True
         return out
+
+    def batches(self, count: int, prepare: Callable[[dict[str, np.ndarray]], Any] = lambda batch: batch) -> Iterator[Any]:
+        """`count` batches, the same as `count` calls of `sample()` give; while the caller trains on
+        one, a background thread samples and `prepare`s (e.g. moves to the device) the next.
+        The replay must not change while the iterator runs."""
+        if count <= 0:
+            return
+        with ThreadPoolExecutor(1, thread_name_prefix="replay") as pool:
+            pending = pool.submit(lambda: prepare(self.sample()))
+            for i in range(count):
+                batch = pending.result()
+                if i + 1 < count:
+                    pending = pool.submit(lambda: prepare(self.sample()))
+                yield batch
 
     # -- persistence ------------------------------------------------------------------------------
     def _save_chunk(self, env: int) -> None:

@@ -195,9 +195,9 @@ class Trainer:
     def learn(self) -> None:
         if self.progress.step <= self.cfg.run.prefill:
             return  # the ratio counts policy steps after the prefill
-        for _ in range(self.ratio(self.steps_per_iteration)):
+        for batch in self.replay.batches(self.ratio(self.steps_per_iteration), self.agent.to_tensors):
             start = time.perf_counter()
-            self.metrics.add(self.agent.train(self.replay.sample()))
+            self.metrics.add(self.agent.train(batch))
             self.timers["train"] += time.perf_counter() - start
             self.timers["updates"] += 1
 

@@ -52,6 +52,21 @@ def test_sample_shapes_and_dtypes():
     assert batch["is_first"][:, 0].all()
 
 
+def test_prefetched_batches_are_the_sequential_samples():
+    plain, prefetched = make(envs=2), make(envs=2)
+    fill(plain, 200)
+    fill(prefetched, 200)
+    expected = [plain.sample() for _ in range(5)]
+    got = list(prefetched.batches(5, prepare=lambda batch: {k: v * 1 for k, v in batch.items()}))
+    assert len(got) == 5
+    for want, have in zip(expected, got):
+        assert want.keys() == have.keys()
+        for key in want:
+            np.testing.assert_array_equal(want[key], have[key])
+    assert list(prefetched.batches(0)) == []
+    np.testing.assert_array_equal(plain.sample()["vector"], prefetched.sample()["vector"])  # RNG in step
+
+
 def test_windows_are_contiguous_within_one_env_and_cross_episode_boundaries():
     replay = make(capacity=3000, envs=3)
     fill(replay, 400)
