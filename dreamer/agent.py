@@ -41,7 +41,7 @@ class Agent(nn.Module):
             reward_head=cfg.reward_head, cont_head=cfg.cont_head, twohot=cfg.twohot, loss=cfg.world_model,
         )
         self.behavior = Behavior(
-            self.wm.rssm.feat, act_space, self.wm.twohot,
+            self.wm.rssm.feat_dim, act_space, self.wm.twohot,
             actor=cfg.actor, critic=cfg.critic, behavior=cfg.behavior,
         )
         self.optim_cfg = cfg.optim

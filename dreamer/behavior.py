@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from dreamer import distributed
 from dreamer.config import ActorConfig, BehaviorConfig, CriticConfig
 from dreamer.nets.dists import BoundedNormal, OneHotDist, TwoHot, unimix_logits
-from dreamer.nets.layers import MLP, FeatLayout, linear
+from dreamer.nets.layers import MLP, linear
 from dreamer.nets.rssm import Latent
 from dreamer.world_model import WorldModel, action_dim
 
@@ -77,12 +77,12 @@ class ReturnNorm(nn.Module):
 class Actor(nn.Module):
     """feat (..., F) -> action distribution: unimix categorical or bounded Normal."""
 
-    def __init__(self, cfg: ActorConfig, feat: FeatLayout, act_space: gym.spaces.Space):
+    def __init__(self, cfg: ActorConfig, feat_dim: int, act_space: gym.spaces.Space):
         super().__init__()
         self.cfg = cfg
         self.discrete = isinstance(act_space, gym.spaces.Discrete)
         size = action_dim(act_space)
-        self.mlp = MLP(feat, cfg.units, cfg.layers)
+        self.mlp = MLP(feat_dim, cfg.units, cfg.layers)
         self.out = linear(self.mlp.out_dim, size if self.discrete else 2 * size)
 
     def forward(self, feat: Tensor) -> OneHotDist | BoundedNormal:
@@ -95,9 +95,9 @@ class Actor(nn.Module):
 class Critic(nn.Module):
     """feat (..., F) -> two-hot logits of the return; the output layer starts at zero."""
 
-    def __init__(self, cfg: CriticConfig, feat: FeatLayout, bins: int):
+    def __init__(self, cfg: CriticConfig, feat_dim: int, bins: int):
         super().__init__()
-        self.mlp = MLP(feat, cfg.units, cfg.layers)
+        self.mlp = MLP(feat_dim, cfg.units, cfg.layers)
         self.out = linear(self.mlp.out_dim, bins, zero=True)
 
     def forward(self, feat: Tensor) -> Tensor:
@@ -120,7 +120,7 @@ def frozen(*modules: nn.Module) -> Iterator[None]:
 class Behavior(nn.Module):
     def __init__(
         self,
-        feat: FeatLayout,
+        feat_dim: int,
         act_space: gym.spaces.Space,
         twohot: TwoHot,
         *,
@@ -131,8 +131,8 @@ class Behavior(nn.Module):
         super().__init__()
         self.cfg, self.critic_cfg, self.actor_cfg = behavior, critic, actor
         self.twohot = twohot
-        self.actor = Actor(actor, feat, act_space)
-        self.critic = Critic(critic, feat, twohot.bins.numel())
+        self.actor = Actor(actor, feat_dim, act_space)
+        self.critic = Critic(critic, feat_dim, twohot.bins.numel())
         self.slow_critic = copy.deepcopy(self.critic).requires_grad_(False)
         self.return_norm = ReturnNorm(behavior.return_decay, behavior.return_low, behavior.return_high,
                                       behavior.return_floor)

@@ -12,7 +12,7 @@ from torch import Tensor, nn
 
 from dreamer.config import CoderConfig, HeadConfig, RSSMConfig, TwoHotConfig, WorldModelConfig
 from dreamer.nets.dists import OneHotDist, TwoHot, bernoulli_nll, categorical_kl, symlog
-from dreamer.nets.layers import MLP, ConvDecoder, ConvEncoder, FeatLayout, linear
+from dreamer.nets.layers import MLP, ConvDecoder, ConvEncoder, linear
 from dreamer.nets.rssm import RSSM, Latent
 
 RESERVED_KEYS = ("reward", "is_first", "is_last", "is_terminal")
@@ -77,16 +77,16 @@ class Decoder(nn.Module):
     """Features (N, F) -> reconstruction losses per observation key (N,), P1's MSE in [0, 1] pixel
     units for images and MSE in symlog space for vectors, each summed over its dimensions."""
 
-    def __init__(self, cfg: CoderConfig, feat: FeatLayout, obs_space: gym.spaces.Dict):
+    def __init__(self, cfg: CoderConfig, feat_dim: int, obs_space: gym.spaces.Dict):
         super().__init__()
         self.image_keys, self.vector_keys = split_keys(obs_space)
         if self.image_keys:
             self.channels = [obs_space[k].shape[2] for k in self.image_keys]
             height, width = obs_space[self.image_keys[0]].shape[:2]
-            self.cnn = ConvDecoder(feat.dim, (height, width, sum(self.channels)), cfg.cnn_depth, cfg.min_res)
+            self.cnn = ConvDecoder(feat_dim, (height, width, sum(self.channels)), cfg.cnn_depth, cfg.min_res)
         if self.vector_keys:
             self.sizes = [obs_space[k].shape[0] for k in self.vector_keys]
-            self.mlp = MLP(feat, cfg.mlp_units, cfg.mlp_layers)
+            self.mlp = MLP(feat_dim, cfg.mlp_units, cfg.mlp_layers)
             self.vector_out = linear(self.mlp.out_dim, sum(self.sizes))
 
     def predict(self, feat: Tensor) -> dict[str, Tensor]:
@@ -114,9 +114,9 @@ class Decoder(nn.Module):
 class RewardHead(nn.Module):
     """MLP -> two-hot logits over symlog bins; the output layer starts at zero."""
 
-    def __init__(self, cfg: HeadConfig, feat: FeatLayout, twohot: TwoHot):
+    def __init__(self, cfg: HeadConfig, feat_dim: int, twohot: TwoHot):
         super().__init__()
-        self.mlp = MLP(feat, cfg.units, cfg.layers)
+        self.mlp = MLP(feat_dim, cfg.units, cfg.layers)
         self.out = linear(self.mlp.out_dim, twohot.bins.numel(), zero=True)
 
     def forward(self, feat: Tensor) -> Tensor:
@@ -126,9 +126,9 @@ class RewardHead(nn.Module):
 class ContinueHead(nn.Module):
     """MLP -> Bernoulli logit of continuing (1 - is_terminal)."""
 
-    def __init__(self, cfg: HeadConfig, feat: FeatLayout):
+    def __init__(self, cfg: HeadConfig, feat_dim: int):
         super().__init__()
-        self.mlp = MLP(feat, cfg.units, cfg.layers)
+        self.mlp = MLP(feat_dim, cfg.units, cfg.layers)
         self.out = linear(self.mlp.out_dim, 1)
 
     def forward(self, feat: Tensor) -> Tensor:
@@ -164,10 +164,11 @@ class WorldModel(nn.Module):
         self.cfg = loss
         self.encoder = Encoder(encoder, obs_space)
         self.rssm = RSSM(rssm, self.encoder.out_dim, action_dim(act_space))
-        self.decoder = Decoder(decoder, self.rssm.feat, obs_space)
+        feat = self.rssm.feat_dim
+        self.decoder = Decoder(decoder, feat, obs_space)
         self.twohot = TwoHot(twohot.bins, twohot.limit)
-        self.reward = RewardHead(reward_head, self.rssm.feat, self.twohot)
-        self.cont = ContinueHead(cont_head, self.rssm.feat)
+        self.reward = RewardHead(reward_head, feat, self.twohot)
+        self.cont = ContinueHead(cont_head, feat)
 
     def forward(self, batch: dict[str, Tensor]) -> tuple[Tensor, Latent, dict[str, Tensor]]:
         """`loss`, as DDP calls it."""

@@ -122,11 +122,10 @@ def test_critic_loss_by_hand():
 
 def test_decoder_losses_by_hand(monkeypatch):
     """Image: MSE summed over pixels in [0, 1] units; vector: MSE in symlog space summed over dims."""
-    from dreamer.nets.layers import FeatLayout
     from dreamer.world_model import Decoder
     from tests.conftest import obs_space, tiny_config
 
-    decoder = Decoder(tiny_config().decoder, FeatLayout(4, 1, 4), obs_space(image=True, vector=3))
+    decoder = Decoder(tiny_config().decoder, 8, obs_space(image=True, vector=3))
     monkeypatch.setattr(decoder, "predict", lambda feat: {
         "image": torch.full((2, 64, 64, 3), 0.5), "vector": torch.zeros(2, 3)})
     obs = {"image": torch.full((2, 64, 64, 3), 255, dtype=torch.uint8),

@@ -7,10 +7,8 @@ Every hidden Linear or convolution has no bias and is followed by LayerNorm (eps
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
 
 import torch
-import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
@@ -44,56 +42,20 @@ def linear(fan_in: int, fan_out: int, bias: bool = True, zero: bool = False) -> 
     return layer
 
 
-class FeatLayout(NamedTuple):
-    """An input [x (..., dense), `groups` one-hot vectors of `classes` (..., groups * classes)]:
-    the RSSM feature [h, z], or the GRU input [a, z]."""
-
-    dense: int
-    groups: int
-    classes: int
-
-    @property
-    def dim(self) -> int:
-        return self.dense + self.groups * self.classes
-
-
-def onehot_linear(layer: nn.Linear, x: Tensor, layout: FeatLayout) -> Tensor:
-    """`layer(x)` (no bias) for an input laid out as `layout`: W_x x plus, per row, the sum of the
-    `groups` weight columns the one-hots select (an embedding bag). The same maths as the dense
-    product with (1 + groups * classes / dense) times fewer FLOPs; the weight still gets its gradient,
-    `x` none, so it serves inputs without a tape. (..., dim) -> (..., units)"""
-    rows = x.reshape(-1, layout.dim)  # (M, dim)
-    dense, onehots = rows[:, : layout.dense], rows[:, layout.dense :]
-    index = onehots.reshape(len(rows), layout.groups, layout.classes).argmax(-1)  # (M, groups)
-    index = index + torch.arange(layout.groups, device=x.device) * layout.classes  # column per group
-    weight_dense, weight_onehot = layer.weight[:, : layout.dense], layer.weight[:, layout.dense :]
-    out = F.linear(dense, weight_dense) + F.embedding_bag(index, weight_onehot.t(), mode="sum")
-    return out.reshape(*x.shape[:-1], -1)
-
-
 class Dense(nn.Sequential):
-    """Linear (no bias) -> LayerNorm -> SiLU. Given a `FeatLayout`, an input without a tape takes
-    the one-hot shortcut of `onehot_linear`."""
+    """Linear (no bias) -> LayerNorm -> SiLU."""
 
-    def __init__(self, fan_in: int | FeatLayout, units: int):
-        self.layout = fan_in if isinstance(fan_in, FeatLayout) else None
-        dim = fan_in.dim if isinstance(fan_in, FeatLayout) else fan_in
-        super().__init__(linear(dim, units, bias=False), nn.LayerNorm(units, eps=NORM_EPS), nn.SiLU())
-
-    def forward(self, x: Tensor) -> Tensor:
-        if self.layout is None or x.requires_grad:
-            return super().forward(x)
-        layer, norm, act = self
-        return act(norm(onehot_linear(layer, x, self.layout)))
+    def __init__(self, fan_in: int, units: int):
+        super().__init__(linear(fan_in, units, bias=False), nn.LayerNorm(units, eps=NORM_EPS), nn.SiLU())
 
 
 class MLP(nn.Sequential):
-    """`layers` Dense blocks of `units`; `out_dim` is `units` (or the input width when layers == 0)."""
+    """`layers` Dense blocks of `units`; `out_dim` is `units` (or `fan_in` when layers == 0)."""
 
-    def __init__(self, fan_in: int | FeatLayout, units: int, layers: int):
+    def __init__(self, fan_in: int, units: int, layers: int):
         blocks = [Dense(fan_in if i == 0 else units, units) for i in range(layers)]
         super().__init__(*blocks)
-        self.out_dim = units if layers else (fan_in.dim if isinstance(fan_in, FeatLayout) else fan_in)
+        self.out_dim = units if layers else fan_in
 
 
 class ChannelNorm(nn.LayerNorm):

@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from dreamer.config import RSSMConfig
 from dreamer.nets.dists import OneHotDist, unimix_logits
-from dreamer.nets.layers import NORM_EPS, Dense, FeatLayout, init_fan_avg_, linear
+from dreamer.nets.layers import NORM_EPS, Dense, init_fan_avg_, linear
 
 
 class Latent(NamedTuple):
@@ -67,9 +67,9 @@ class RSSM(nn.Module):
         self.cfg = cfg
         self.action_dim = action_dim
         stoch_flat = cfg.stoch * cfg.classes
-        self.feat = FeatLayout(cfg.deter, cfg.stoch, cfg.classes)  # [h, z], the heads' input
+        self.feat_dim = cfg.deter + stoch_flat
         self.initial = nn.Parameter(torch.zeros(cfg.deter))  # h_0 = tanh(initial)
-        self.img_in = Dense(FeatLayout(action_dim, cfg.stoch, cfg.classes), cfg.hidden)  # on [a, z]
+        self.img_in = Dense(stoch_flat + action_dim, cfg.hidden)
         self.gru = LayerNormGRU(cfg.hidden, cfg.deter)
         self.prior_net = nn.Sequential(Dense(cfg.deter, cfg.hidden), linear(cfg.hidden, stoch_flat))
         # Posterior hidden layer on [h, e], kept as its two column blocks W_h and W_e (applied as
@@ -103,7 +103,7 @@ class RSSM(nn.Module):
 
     def _recur(self, state: Latent, action: Tensor) -> Tensor:
         action = action / action.detach().abs().clamp(min=1.0)  # a / max(1, |a|); one-hots unchanged
-        x = self.img_in(torch.cat([action, state.stoch.flatten(-2)], -1))
+        x = self.img_in(torch.cat([state.stoch.flatten(-2), action], -1))
         return self.gru(x, state.deter)  # (N, D)
 
     def img_step(self, state: Latent, action: Tensor) -> Latent:
