@@ -103,6 +103,8 @@ class Agent(nn.Module):
         batch = self.to_tensors(batch)
         post, metrics = self.train_world_model(batch)
         metrics.update(self.train_behavior(post, batch))
+        # 1 where any part's loss or gradient was non-finite and its step skipped
+        metrics["train/skipped"] = torch.stack([o.skipped for o in self.optimizers().values()]).max()
         names = list(metrics)
         values = distributed.mean(torch.stack([metrics[k].detach().float() for k in names]))
         return dict(zip(names, values.tolist()))  # one host sync
@@ -125,9 +127,9 @@ class Agent(nn.Module):
         actor.zero_grad()
         critic.zero_grad()
         (actor_loss + critic_loss).backward()  # one pass: the two losses share no parameter
-        metrics["grad_norm/actor"] = actor.clip_and_step()
-        metrics["grad_norm/critic"] = critic.clip_and_step()
-        self.behavior.update_slow_critic()
+        metrics["grad_norm/actor"] = actor.clip_and_step(actor_loss)
+        metrics["grad_norm/critic"] = critic.clip_and_step(critic_loss)
+        self.behavior.update_slow_critic(critic.skipped)
         return metrics
 
     @torch.no_grad()

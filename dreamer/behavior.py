@@ -65,10 +65,12 @@ class ReturnNorm(nn.Module):
 
     @torch.no_grad()
     def update(self, returns: Tensor) -> None:
-        """Percentiles over the returns of every rank (all of them in a data-parallel run)."""
+        """Percentiles over the returns of every rank (all of them in a data-parallel run); returns
+        with a non-finite value leave the EMA as it is (that update is skipped anyway)."""
         low, high = torch.quantile(distributed.concat(returns.detach().float().flatten()), self.quantiles)
-        self.low.lerp_(low, 1 - self.decay)
-        self.high.lerp_(high, 1 - self.decay)
+        finite = torch.isfinite(low) & torch.isfinite(high)
+        self.low.copy_(torch.where(finite, torch.lerp(self.low, low, 1 - self.decay), self.low))
+        self.high.copy_(torch.where(finite, torch.lerp(self.high, high, 1 - self.decay), self.high))
 
     def scale(self) -> Tensor:
         return torch.clamp(self.high - self.low, min=self.floor)
@@ -139,10 +141,11 @@ class Behavior(nn.Module):
         self.gamma = 1.0 - 1.0 / behavior.discount_horizon
 
     @torch.no_grad()
-    def update_slow_critic(self) -> None:
-        """slow <- (1 - rate) slow + rate critic."""
+    def update_slow_critic(self, skipped: Tensor | None = None) -> None:
+        """slow <- (1 - rate) slow + rate critic; not moved when the critic's step was `skipped` (1.0)."""
+        rate = self.critic_cfg.slow_rate if skipped is None else self.critic_cfg.slow_rate * (1.0 - skipped)
         for slow, fast in zip(self.slow_critic.parameters(), self.critic.parameters()):
-            slow.lerp_(fast, self.critic_cfg.slow_rate)
+            slow.lerp_(fast, rate)
 
     def _policy(self, state: Latent) -> tuple[Tensor, Tensor]:
         """Sample an action; the aux output is the log-probability (discrete) or entropy."""

@@ -12,6 +12,7 @@ import torch
 
 from dreamer.checkpoint import CheckpointError
 from dreamer.config import ConfigError, load_config, sizes
+from dreamer.errors import TrainingError
 
 
 def _config_args(parser: argparse.ArgumentParser) -> None:
@@ -223,6 +224,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, CheckpointError) as err:
         print(f"dreamer: error: {err}", file=sys.stderr)
         return 2
+    except TrainingError as err:
+        print(f"dreamer: error: {err}", file=sys.stderr)
+        return 1
     except OSError as err:  # a full disk or a permission problem: name the path and the OS error
         print(f"dreamer: error: {err.filename or ''}: {err.strerror or err}", file=sys.stderr)
         return 1

@@ -53,6 +53,7 @@ class RunConfig:
     save_every: int = MISSING
     eval_episodes: int = MISSING
     video_every: int = MISSING
+    max_nonfinite: int = MISSING
 
 
 @dataclass
@@ -298,7 +299,7 @@ def load_config(
 
 
 POSITIVE = (
-    "run.steps", "run.envs", "run.log_every", "run.save_every", "environment.repeat", "environment.size",
+    "run.steps", "run.envs", "run.log_every", "run.save_every", "run.max_nonfinite", "environment.repeat", "environment.size",
     "replay.capacity", "replay.batch_size", "replay.batch_length", "replay.chunk", "rssm.deter", "rssm.hidden",
     "rssm.stoch", "rssm.classes", "encoder.cnn_depth", "decoder.cnn_depth", "behavior.horizon",
     "imagine.sequences", "imagine.context", "imagine.scale", "imagine.fps",

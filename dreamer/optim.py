@@ -1,4 +1,8 @@
-"""Adam with global-norm gradient clipping, one per trained part (design section 4)."""
+"""Adam with global-norm gradient clipping, one per trained part (design section 4).
+
+A non-finite gradient skips the step: the fused Adam kernel is told so on the device (its
+`found_inf`), leaves weights, moments and step count as they were, and needs no host sync.
+"""
 
 from __future__ import annotations
 
@@ -12,26 +16,33 @@ from dreamer.config import OptimConfig
 
 class Optimizer:
     """Adam over `params`; `step(loss)` backpropagates, clips to `clip`, steps, and returns the
-    gradient norm before clipping as a tensor (no host sync). Parts whose losses share one backward
-    pass call `zero_grad`, then `clip_and_step` each."""
+    gradient norm before clipping as a tensor (no host sync; non-finite when the step was skipped).
+    Parts whose losses share one backward pass call `zero_grad`, then `clip_and_step` each."""
 
     def __init__(self, cfg: OptimConfig, params: Iterable[nn.Parameter]):
         self.params = [p for p in params if p.requires_grad]
         self.clip = cfg.clip
-        self.adam = torch.optim.Adam(self.params, lr=cfg.lr, eps=cfg.eps, foreach=True)
+        self.adam = torch.optim.Adam(self.params, lr=cfg.lr, eps=cfg.eps, fused=True)
 
     def zero_grad(self) -> None:
         self.adam.zero_grad(set_to_none=True)
 
-    def clip_and_step(self) -> Tensor:
+    def clip_and_step(self, loss: Tensor) -> Tensor:
+        """Clip and step after `loss` was backpropagated; skipped if the loss or gradient is non-finite."""
         norm = nn.utils.clip_grad_norm_(self.params, self.clip, foreach=True)
+        self.adam.found_inf = (~(torch.isfinite(norm) & torch.isfinite(loss.detach()))).float()  # fused kernel reads it
         self.adam.step()
         return norm
+
+    @property
+    def skipped(self) -> Tensor:
+        """1.0 if the last step was skipped, else 0.0 (a device tensor)."""
+        return self.adam.found_inf
 
     def step(self, loss: Tensor) -> Tensor:
         self.zero_grad()
         loss.backward()
-        return self.clip_and_step()
+        return self.clip_and_step(loss)
 
     def state_dict(self) -> dict:
         return self.adam.state_dict()

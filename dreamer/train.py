@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ from dreamer.config import Config, identity, to_yaml
 from dreamer.envs import make_vector, spaces
 from dreamer.envs.crafter_env import crafter_score
 from dreamer.envs.driver import Driver, random_policy
+from dreamer.errors import TrainingError
 from dreamer.evaluate import evaluate
 from dreamer.imagine import open_loop
 from dreamer.logging import Logger, Mean
@@ -123,6 +125,7 @@ class Trainer:
         self.episode_stats = Mean()  # of the episodes recorded since the last log write
         self.timers = {"env": 0.0, "train": 0.0, "env_steps": 0, "updates": 0}
         self.logged_step = -1
+        self.nonfinite = 0  # updates skipped in a row
         self.saved_step = self.progress.step if self.resumed_from else -1
 
     # -- checkpoints ------------------------------------------------------------------------------
@@ -197,9 +200,27 @@ class Trainer:
             return  # the ratio counts policy steps after the prefill
         for batch in self.replay.batches(self.ratio(self.steps_per_iteration), self.agent.to_tensors):
             start = time.perf_counter()
-            self.metrics.add(self.agent.train(batch))
+            metrics = self.agent.train(batch)
+            self.check_finite(metrics)
+            self.metrics.add(metrics)
             self.timers["train"] += time.perf_counter() - start
             self.timers["updates"] += 1
+
+    def check_finite(self, metrics: dict[str, float]) -> None:
+        """Count updates skipped for a non-finite loss or gradient; too many in a row stop the run."""
+        if not metrics["train/skipped"]:
+            self.nonfinite = 0
+            return
+        self.nonfinite += 1
+        limit = self.cfg.run.max_nonfinite
+        if self.ranks.main:
+            print(f"dreamer: warning: update {self.ratio.updates} at step {self.progress.step} skipped: non-finite "
+                  f"loss or gradient ({self.nonfinite} in a row, the run stops at {limit})", file=sys.stderr)
+        if self.nonfinite >= limit:
+            saved = checkpoint.list_checkpoints(self.logdir / "checkpoints")
+            kept = f"the last checkpoint {saved[-1]} is kept" if saved else "no checkpoint was written yet"
+            raise TrainingError(f"{self.nonfinite} updates in a row had a non-finite loss or gradient (step "
+                                f"{self.progress.step}); stopped, {kept}; run.max_nonfinite={limit}")
 
     def log(self) -> None:
         self.gather_episodes()
