@@ -55,7 +55,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     from dreamer.train import train
 
     cfg = _config(args, train_ratio=args.train_ratio, steps=args.steps, seed=args.seed, logdir=args.logdir,
-                  device=args.device, envs=args.envs, prefill=args.prefill)
+                  device=args.device, envs=args.envs, prefill=args.prefill, replay_dir=args.replay_dir)
     existing = list_checkpoints(Path(cfg.logdir) / "checkpoints")
     if args.resume and not existing:
         raise ConfigError(f"--resume given but {cfg.logdir}/checkpoints holds no checkpoint")
@@ -161,6 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", help="auto (CUDA if present), cpu, cuda, cuda:N")
     p.add_argument("--envs", type=int, help="parallel environments")
     p.add_argument("--prefill", type=int, help="random-action steps before training")
+    p.add_argument("--replay-dir", help="where the replay's chunks go (default: LOGDIR/replay)")
     p.add_argument("--resume", action="store_true", help="require an existing checkpoint in the logdir")
     p.set_defaults(func=cmd_train)
 

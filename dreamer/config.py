@@ -80,6 +80,8 @@ class ReplayConfig:
     batch_size: int = MISSING
     batch_length: int = MISSING
     chunk: int = MISSING
+    directory: str = MISSING
+    storage: str = MISSING
 
 
 @dataclass
@@ -200,6 +202,7 @@ FLAG_KEYS = {
     "train_ratio": "run.train_ratio",
     "envs": "run.envs",
     "prefill": "run.prefill",
+    "replay_dir": "replay.directory",
 }
 
 
@@ -352,6 +355,8 @@ def validate(cfg: Config) -> None:
             f"bad value for config keys 'behavior.return_low/high': {cfg.behavior.return_low}, "
             f"{cfg.behavior.return_high} (need 0 <= low < high <= 1)"
         )
+    if cfg.replay.storage not in ("memory", "disk"):
+        raise bad("replay.storage", "accepted: memory, disk")
     if cfg.device not in ("auto", "cpu") and not cfg.device.startswith("cuda"):
         raise ConfigError(f"bad value for config key 'device': {cfg.device!r}; accepted: auto, cpu, cuda, cuda:N")
 

@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterator
 import gymnasium as gym
 import numpy as np
 
-from dreamer.config import ReplayConfig
+from dreamer.config import ConfigError, ReplayConfig
 
 CHUNK_NAME = re.compile(r"^env(\d+)-(\d{8})\.npz$")
 
@@ -43,13 +43,37 @@ def chunk_files(directory: Path) -> dict[int, list[tuple[int, Path]]]:
     return {env: sorted(files) for env, files in sorted(chunks.items())}
 
 
+def available_memory() -> int:
+    """Bytes the OS can still hand out (MemAvailable), or the physical memory where that is unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
 class Replay:
+    """`storage` memory keeps the rings in RAM; disk keeps them in memory-mapped `.npy` files in
+    `directory/storage/` (the chunks stay the record a continued run reloads from)."""
+
     def __init__(self, cfg: ReplayConfig, obs_space: gym.spaces.Dict, act_space: gym.spaces.Space,
                  envs: int, directory: Path | None = None, seed: int = 0):
         self.cfg, self.envs = cfg, envs
         self.per_env = cfg.capacity // envs
         self.keys = step_spaces(obs_space, act_space)
-        self.data = {k: np.empty((envs, self.per_env, *shape), dtype) for k, (shape, dtype) in self.keys.items()}
+        self.step_bytes = sum(int(np.prod(shape)) * dtype.itemsize for shape, dtype in self.keys.values())
+        if cfg.storage == "disk":
+            if directory is None:
+                raise ConfigError("replay.storage=disk needs a replay directory; accepted: storage=memory")
+            (directory / "storage").mkdir(parents=True, exist_ok=True)
+            self.data = {k: np.lib.format.open_memmap(directory / "storage" / f"{k}.npy", mode="w+", dtype=dtype,
+                                                      shape=(envs, self.per_env, *shape))
+                         for k, (shape, dtype) in self.keys.items()}
+        else:
+            self.data = {k: np.empty((envs, self.per_env, *shape), dtype) for k, (shape, dtype) in self.keys.items()}
         self.head = np.zeros(envs, np.int64)  # next write position per env
         self.count = np.zeros(envs, np.int64)  # steps stored per env (<= per_env)
         self.written = np.zeros(envs, np.int64)  # steps ever added per env
@@ -62,8 +86,17 @@ class Replay:
 
     def nbytes(self) -> int:
         """Bytes of the steps stored (the raw size of what is held)."""
-        per_step = sum(int(np.prod(shape)) * dtype.itemsize for shape, dtype in self.keys.values())
-        return len(self) * per_step
+        return len(self) * self.step_bytes
+
+    def check_fits(self, steps: int) -> None:
+        """In-memory storage must fit the steps a run of `steps` can store into the available memory."""
+        needed = min(self.cfg.capacity, steps) * self.step_bytes
+        available = available_memory()
+        if self.cfg.storage == "memory" and needed > available:
+            raise ConfigError(
+                f"replay of {min(self.cfg.capacity, steps):,} steps x {self.step_bytes:,} bytes per step = "
+                f"{needed / 2**30:.1f} GiB does not fit the {available / 2**30:.1f} GiB of available memory; "
+                f"accepted: --set replay.storage=disk (memory-mapped files) or a smaller replay.capacity")
 
     def add(self, step: dict[str, np.ndarray]) -> None:
         """Append one step for every env: each value is (envs, ...)."""

@@ -103,8 +103,11 @@ class Trainer:
         seed_everything(seed)
         obs_space, act_space = spaces(cfg.env, cfg.environment)
         self.agent = Agent(cfg, obs_space, act_space).to(self.device)
-        replay_dir = self.logdir / ("replay" if self.ranks.main else f"replay-rank{self.ranks.rank}")
+        replay_dir = Path(cfg.replay.directory) if cfg.replay.directory else self.logdir / "replay"
+        if not self.ranks.main:
+            replay_dir = replay_dir.with_name(f"{replay_dir.name}-rank{self.ranks.rank}")
         self.replay = Replay(cfg.replay, obs_space, act_space, cfg.run.envs, replay_dir, seed)
+        self.replay.check_fits(cfg.run.steps)
         self.steps_per_iteration = cfg.run.envs * self.ranks.world  # all ranks' policy steps
         batch_steps = cfg.replay.batch_size * cfg.replay.batch_length * self.ranks.world
         self.ratio = TrainRatio(cfg.run.train_ratio, batch_steps)

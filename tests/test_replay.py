@@ -23,8 +23,8 @@ def spaces():
     return obs, gym.spaces.Discrete(3)
 
 
-def make(capacity=1000, envs=1, length=8, batch=16, directory=None, chunk=1024):
-    cfg = load_config([f"replay.capacity={capacity}", f"replay.batch_length={length}",
+def make(capacity=1000, envs=1, length=8, batch=16, directory=None, chunk=1024, storage="memory"):
+    cfg = load_config([f"replay.capacity={capacity}", f"replay.batch_length={length}", f"replay.storage={storage}",
                        f"replay.batch_size={batch}", f"replay.chunk={chunk}", f"run.envs={envs}"], {"env": "crafter"})
     return Replay(cfg.replay, *spaces(), envs=envs, directory=directory, seed=0)
 
@@ -156,3 +156,28 @@ def test_train_ratio_schedule_and_state():
     assert [restored(1) for _ in range(2)] == [0, 1]
     big = TrainRatio(4096, 1024)  # four updates per step
     assert big(3) == 12
+
+
+def test_disk_storage_is_memory_mapped_and_samples_like_memory(tmp_path):
+    in_memory, on_disk = make(envs=2), make(envs=2, directory=tmp_path, storage="disk")
+    fill(in_memory, 300)
+    fill(on_disk, 300)
+    assert isinstance(on_disk.data["image"], np.memmap)
+    assert (tmp_path / "storage" / "image.npy").stat().st_size >= on_disk.data["image"].nbytes
+    for want, got in zip([in_memory.sample() for _ in range(3)], [on_disk.sample() for _ in range(3)]):
+        for key in want:
+            np.testing.assert_array_equal(want[key], got[key])
+
+
+def test_replay_larger_than_memory_is_refused_with_the_numbers(monkeypatch, tmp_path):
+    from dreamer import replay as replay_module
+    from dreamer.config import ConfigError
+
+    replay = make(capacity=1000)
+    per_step = 4 * 4 * 3 + 4 + 4 + 3 + 3 * 4  # image, vector, reward, 3 flags, one-hot action
+    assert replay.step_bytes == per_step
+    monkeypatch.setattr(replay_module, "available_memory", lambda: 500 * per_step)
+    replay.check_fits(steps=400)  # a run of 400 steps never holds more
+    with pytest.raises(ConfigError, match=rf"replay of 1,000 steps x {per_step} bytes per step .* replay.storage=disk"):
+        replay.check_fits(steps=10_000)
+    make(capacity=1000, directory=tmp_path, storage="disk").check_fits(steps=10_000)  # on disk: allowed

@@ -138,3 +138,23 @@ def test_episode_statistics_by_hand():
     stats = cumulative_metrics(progress)
     assert stats["achievements/collect_wood"] == pytest.approx(200 / 3)  # 2 of 3 episodes
     assert progress.last_return == 0.0
+
+
+def test_replay_dir_elsewhere_and_resume_from_it(tmp_path):
+    logdir, replay_dir = tmp_path / "run", tmp_path / "fast-disk" / "replay"
+    assert main(train_args(logdir, "gym:CartPole-v1", 100, "--replay-dir", str(replay_dir))) == 0
+    assert list(replay_dir.glob("env0-*.npz")) and not (logdir / "replay").exists()
+    assert main(train_args(logdir, "gym:CartPole-v1", 150, "--replay-dir", str(replay_dir))) == 0
+    payload = checkpoint.load_latest(logdir / "checkpoints")[1]
+    assert payload["progress"]["step"] == 150 and payload["ranks"][0]["replay_written"] == [150]
+
+
+def test_replay_too_large_for_memory_is_refused_unless_on_disk(tmp_path, monkeypatch, capsys):
+    from dreamer import replay
+
+    monkeypatch.setattr(replay, "available_memory", lambda: 1000)
+    assert main(train_args(tmp_path / "a", "gym:CartPole-v1", 100)) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "bytes per step" in err and "replay.storage=disk" in err
+    assert main(train_args(tmp_path / "b", "gym:CartPole-v1", 100, "--set", "replay.storage=disk")) == 0
+    assert (tmp_path / "b" / "replay" / "storage" / "reward.npy").exists()
