@@ -25,7 +25,9 @@ class CheckpointError(ValueError):
 
 
 def atomic_write(path: Path, write) -> None:
-    """Call `write(file)` on a temp file next to `path`, fsync, then rename it to `path`."""
+    """Call `write(file)` on a temp file next to `path`, fsync, then rename it to `path`. On failure
+    the temp file goes and `path` keeps its old content; an OS error (a full disk, a permission)
+    is raised naming `path`."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     try:
@@ -34,6 +36,9 @@ def atomic_write(path: Path, write) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        raise OSError(err.errno, err.strerror or str(err), str(path)) from err
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

@@ -46,6 +46,15 @@ def _open_jsonl(path: Path, resume_step: int):
     return open(path, "a")
 
 
+def _append(file, record: dict) -> None:
+    """One JSON line, flushed; an OS error (a full disk) is raised naming the file."""
+    try:
+        file.write(json.dumps(record) + "\n")
+        file.flush()
+    except OSError as err:
+        raise OSError(err.errno, err.strerror or str(err), file.name) from err
+
+
 class Logger:
     """Scalars to TensorBoard and `metrics.jsonl`; every finished episode to `episodes.jsonl`."""
 
@@ -58,8 +67,7 @@ class Logger:
         values = {k: float(v) for k, v in values.items() if v is not None and math.isfinite(float(v))}
         for key, value in values.items():
             self.writer.add_scalar(key, value, step)
-        self.jsonl.write(json.dumps({"step": step, **values}) + "\n")
-        self.jsonl.flush()
+        _append(self.jsonl, {"step": step, **values})
 
     def gif(self, tag: str, data: bytes, height: int, width: int, step: int) -> None:
         """An animated GIF as a TensorBoard image summary (shown animated in the Images tab)."""
@@ -72,8 +80,7 @@ class Logger:
         self.writer.add_figure(tag, figure, step)
 
     def episode(self, step: int, episode: dict[str, float]) -> None:
-        self.episodes.write(json.dumps({"step": step, **episode}) + "\n")
-        self.episodes.flush()
+        _append(self.episodes, {"step": step, **episode})
 
     def close(self) -> None:
         self.writer.close()

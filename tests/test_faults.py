@@ -2,10 +2,12 @@
 many in a row stop the run with its last checkpoint intact."""
 
 import copy
+import errno
 import itertools
 import json
 import math
 
+import pytest
 import torch
 
 from dreamer import checkpoint
@@ -115,3 +117,45 @@ def test_too_many_in_a_row_stop_the_run_and_keep_its_checkpoint(tmp_path, monkey
     assert checkpoint.list_checkpoints(logdir / "checkpoints") == saved  # nothing written after the fault
     path, payload = checkpoint.load_latest(logdir / "checkpoints")
     assert path == saved[-1] and payload["progress"]["step"] == 100
+
+
+def test_full_disk_at_a_checkpoint_stops_the_run_and_keeps_the_previous_one(tmp_path, monkeypatch, capsys):
+    logdir = tmp_path / "run"
+    assert main(train_args(logdir, "gym:CartPole-v1", 100)) == 0
+    saved = checkpoint.list_checkpoints(logdir / "checkpoints")
+
+    def full_disk(obj, f, *args, **kwargs):
+        f.write(b"partial")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(checkpoint.torch, "save", full_disk)
+    assert main(train_args(logdir, "gym:CartPole-v1", 200)) == 1
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err == f"dreamer: error: {logdir / 'checkpoints' / 'ckpt-0000000200.pt'}: No space left on device"
+    assert checkpoint.list_checkpoints(logdir / "checkpoints") == saved  # no partial file, nothing pruned
+    assert not list((logdir / "checkpoints").glob(".*tmp"))
+    monkeypatch.undo()
+    assert checkpoint.load_latest(logdir / "checkpoints")[1]["progress"]["step"] == 100
+    assert main(train_args(logdir, "gym:CartPole-v1", 200)) == 0  # disk freed: the run goes on from 100
+
+
+def test_full_disk_at_a_log_write_names_the_log(tmp_path, monkeypatch, capsys):
+    from dreamer import logging as logs
+
+    class FullFile:
+        name = str(tmp_path / "metrics.jsonl")
+
+        def write(self, text):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(OSError) as raised:
+        logs._append(FullFile(), {"step": 1})
+    assert raised.value.filename == FullFile.name and raised.value.errno == errno.ENOSPC
+
+    def full_disk(file, record):
+        raise OSError(errno.ENOSPC, "No space left on device", file.name)
+
+    monkeypatch.setattr(logs, "_append", full_disk)
+    assert main(train_args(tmp_path / "run", "gym:CartPole-v1", 100)) == 1
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith(f"dreamer: error: {tmp_path / 'run'}") and err.endswith("No space left on device")
