@@ -281,14 +281,16 @@ def _parse_overrides(overrides: Sequence[str]) -> DictConfig:
 def load_config(
     overrides: Sequence[str] = (), flags: Mapping[str, Any] | None = None
 ) -> Config:
-    """Assemble the config from the YAML layers, `flags` (see FLAG_KEYS) and dotted `overrides`."""
-    user = _parse_overrides(overrides)
+    """Assemble the config from the YAML layers, `flags` (see FLAG_KEYS) and dotted `overrides`,
+    which win over flags."""
+    user = OmegaConf.create({})
     for name, value in (flags or {}).items():
         if value is None:
             continue
         if name not in FLAG_KEYS:
             raise ConfigError(f"unknown flag {name!r}; accepted: {', '.join(FLAG_KEYS)}")
         OmegaConf.update(user, FLAG_KEYS[name], value, force_add=True)
+    user = OmegaConf.merge(user, _parse_overrides(overrides))
 
     defaults = _read_yaml("defaults.yaml")
     first = _merge(defaults, user)

@@ -41,6 +41,12 @@ def test_flags_and_overrides_win_over_suite_and_size():
     assert cfg.seed == 3 and cfg.device == "cpu"
 
 
+def test_overrides_win_over_flags():
+    cfg = load_config(["env=gym:CartPole-v1", "run.steps=7"], {"env": "crafter", "steps": 5})
+    assert cfg.env == "gym:CartPole-v1" and cfg.run.steps == 7
+    assert cfg.size == "xs" and cfg.environment.length == 0  # gym.yaml, the suite of the env that won
+
+
 def test_size_can_be_set_by_override():
     assert load_config(["size=l"], {"env": "crafter"}).rssm.deter == 2048
 
