@@ -72,6 +72,7 @@ class EnvConfig:
     length: int = MISSING
     sticky: float = MISSING
     noops: int = MISSING
+    timeout: float = MISSING
 
 
 @dataclass
@@ -311,7 +312,7 @@ POSITIVE = (
 )
 NON_NEGATIVE = (
     "seed", "run.prefill", "run.eval_episodes", "run.video_every", "run.train_ratio", "environment.length",
-    "environment.noops", "imagine.horizon",
+    "environment.noops", "environment.timeout", "imagine.horizon",
 )
 UNIT_INTERVAL = (
     "environment.sticky", "rssm.unimix", "actor.unimix", "behavior.lam", "behavior.return_decay",

@@ -119,8 +119,11 @@ class Trainer:
         if self.ranks.main:
             checkpoint.atomic_write(self.logdir / "config.yaml", lambda f: f.write(to_yaml(cfg).encode()))
             self.logger = Logger(self.logdir, resume_step=self.progress.step)
-        envs = make_vector(cfg.env, cfg.environment, cfg.run.envs, seed=seed + self.progress.step)
-        self.driver = Driver(envs, seed=seed + self.progress.step, on_step=self.replay.add)
+        def make_envs(env_seed: int):
+            return make_vector(cfg.env, cfg.environment, cfg.run.envs, seed=env_seed)
+
+        self.driver = Driver(make_envs(seed + self.progress.step), seed=seed + self.progress.step,
+                             on_step=self.replay.add, restart=make_envs, timeout=cfg.environment.timeout)
         self.random = random_policy(act_space, cfg.run.envs, np.random.default_rng(seed))
         self.policy = AgentPolicy(self.agent, "train")
         self.metrics = Mean()

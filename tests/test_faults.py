@@ -159,3 +159,35 @@ def test_full_disk_at_a_log_write_names_the_log(tmp_path, monkeypatch, capsys):
     assert main(train_args(tmp_path / "run", "gym:CartPole-v1", 100)) == 1
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.startswith(f"dreamer: error: {tmp_path / 'run'}") and err.endswith("No space left on device")
+
+
+def test_crashed_and_hung_subprocess_envs_are_restarted(tmp_path, monkeypatch, capsys):
+    """Two envs in subprocesses; one crashes at step 60, one hangs at step 120 (past a 3 s timeout).
+    Both times the envs restart, the running episodes are logged as truncated, and training goes on."""
+    from dreamer.envs import driver
+
+    faults = tmp_path / "faults"
+    faults.mkdir()
+    monkeypatch.setenv("DREAMER_FAULT_DIR", str(faults))
+    steps_seen = []
+    plain_step = driver.Driver.step
+
+    def step(self, policy):
+        steps_seen.append(len(steps_seen))
+        if len(steps_seen) == 30:
+            (faults / "crash").touch()
+        if len(steps_seen) == 60:
+            (faults / "hang").touch()
+        return plain_step(self, policy)
+
+    monkeypatch.setattr(driver.Driver, "step", step)
+    logdir = tmp_path / "run"
+    args = train_args(logdir, "gym:tests.fault_envs:Faulty-v0", 200, "--envs", "2", "--set", "environment.timeout=3")
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    assert err.count("env fault") == 2 and "restart 2" in err
+    episodes = [json.loads(line) for line in (logdir / "episodes.jsonl").read_text().splitlines()]
+    truncated = [e for e in episodes if e.get("truncated")]
+    assert 2 <= len(truncated) <= 4  # the episodes running at each fault (two envs, two faults)
+    payload = checkpoint.load_latest(logdir / "checkpoints")[1]
+    assert payload["progress"]["step"] == 200 and payload["ranks"][0]["replay_written"] == [100, 100]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Callable
 
 import gymnasium as gym
@@ -25,14 +26,21 @@ def random_policy(act_space: gym.spaces.Space, envs: int, rng: np.random.Generat
 
 class Driver:
     """Holds the vector env and its last observation. `step(policy)` acts once in every env,
-    passes `{obs, action}` to `on_step`, and returns the episodes that ended with this step."""
+    passes `{obs, action}` to `on_step`, and returns the episodes that ended with this step.
 
-    def __init__(self, envs: gym.vector.VectorEnv, seed: int, on_step: Callable[[dict], None]):
+    Given `restart(seed) -> VectorEnv`, a fault while stepping (a subprocess env that crashed, raised,
+    or took longer than `timeout` seconds) closes the envs, ends their running episodes as truncated
+    (returned like finished ones, with `truncated: 1.0`), and continues with fresh envs."""
+
+    def __init__(self, envs: gym.vector.VectorEnv, seed: int, on_step: Callable[[dict], None],
+                 restart: Callable[[int], gym.vector.VectorEnv] | None = None, timeout: float | None = None):
         self.envs, self.on_step = envs, on_step
+        self.restart, self.timeout, self.seed = restart, timeout, seed
         self.count = envs.num_envs
         self.obs, _ = envs.reset(seed=seed)
         self.returns = np.zeros(self.count)
         self.lengths = np.zeros(self.count, np.int64)
+        self.restarts = 0
 
     def step(self, policy: Policy) -> list[dict[str, float]]:
         obs = self.obs
@@ -47,8 +55,46 @@ class Driver:
                 if key.startswith(ACHIEVEMENT_PREFIX):
                     episode[key[len("log_"):]] = float(obs[key][env])
             episodes.append(episode)
-        self.obs, *_ = self.envs.step(env_action)
+        try:
+            self.obs = self._step(env_action)
+        except Exception as err:  # noqa: BLE001 -- whatever a broken env raises
+            if self.restart is None:
+                raise
+            episodes += self._recover(err, obs["is_last"])
         return episodes
+
+    def _step(self, env_action: np.ndarray) -> dict[str, np.ndarray]:
+        if isinstance(self.envs, gym.vector.AsyncVectorEnv):
+            self.envs.step_async(env_action)
+            return self.envs.step_wait(timeout=self.timeout)[0]
+        return self.envs.step(env_action)[0]
+
+    def _recover(self, err: Exception, ended: np.ndarray) -> list[dict[str, float]]:
+        """Close the broken envs, start fresh ones; the episodes they were in end as truncated."""
+        self.restarts += 1
+        print(f"dreamer: warning: env fault ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}); "
+              f"restarting the {self.count} env(s) (restart {self.restarts})", file=sys.stderr)
+        self._close_broken()
+        truncated = [{"return": float(self.returns[env]), "length": int(self.lengths[env]), "truncated": 1.0}
+                     for env in range(self.count) if not ended[env]]
+        self.envs = self.restart(self.seed + self.restarts * self.count)
+        self.obs, _ = self.envs.reset(seed=self.seed + self.restarts * self.count)
+        return truncated
+
+    def _close_broken(self) -> None:
+        """Kill the workers outright: a polite close would wait on the pipe of the dead or hung one."""
+        if isinstance(self.envs, gym.vector.AsyncVectorEnv):
+            for process in self.envs.processes:
+                process.kill()
+                process.join()
+            for pipe in self.envs.parent_pipes:
+                pipe.close()
+            self.envs.closed = True
+            return
+        try:
+            self.envs.close()
+        except Exception:  # noqa: BLE001 -- a broken env may not close cleanly
+            pass
 
     def close(self) -> None:
         self.envs.close()
