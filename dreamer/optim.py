@@ -49,3 +49,5 @@ class Optimizer:
 
     def load_state_dict(self, state: dict) -> None:
         self.adam.load_state_dict(state)
+        for group in self.adam.param_groups:  # a checkpoint from a foreach Adam would turn skipping off
+            group.update(fused=True, foreach=None)

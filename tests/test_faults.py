@@ -45,6 +45,18 @@ def test_non_finite_gradient_or_loss_skips_the_whole_adam_step():
     assert opt.skipped.item() == 0.0 and opt.state_dict()["state"][0]["step"].item() == 2
 
 
+def test_skipping_survives_loading_a_foreach_adam_state():
+    param = torch.nn.Parameter(torch.ones(2))
+    older = torch.optim.Adam([param], lr=1e-3, foreach=True)
+    param.grad = torch.ones(2)
+    older.step()
+    opt = _optimizer(param)
+    opt.load_state_dict(older.state_dict())
+    before = param.detach().clone()
+    opt.step((param * torch.tensor([math.nan, 1.0])).sum())
+    assert opt.skipped.item() == 1.0 and torch.equal(param.detach(), before)
+
+
 def test_each_part_skips_its_own_non_finite_step():
     """A NaN reward poisons only the world-model loss: that step is skipped, actor and critic
     (imagining from finite states) still learn. A NaN observation poisons everything downstream:
