@@ -3,7 +3,8 @@
 # (NAME:DETER/CNN/UNITS/LAYERS), three train ratios, two seeds, two runs at a time (one thread each).
 # Batches of 16 x 16 steps instead of 16 x 64: learning on CartPole is limited by the number of updates
 # (it needs several hundred), and a 16 x 16 update costs 0.26-0.35 s on one thread at these widths, so
-# 6,000 steps at ratios 16, 32 and 64 give 375, 750 and 1,500 updates per run, about 45 minutes in all.
+# 6,000 steps (1,024 of them random prefill) at ratios 16, 32 and 64 give 311, 622 and 1,244 updates per
+# run. Measured here: 59 minutes for all 18 runs (BENCHMARKS.md has the results).
 # Re-running the same command skips finished runs and continues the rest.
 set -euo pipefail
 out=${1:-studies/cartpole-cpu}
