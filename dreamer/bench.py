@@ -50,7 +50,8 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _median_seconds(fn, device: torch.device, repeats: int) -> float:
+def median_seconds(fn, device: torch.device, repeats: int) -> float:
+    """Median wall-clock seconds of `fn()` over `repeats` calls, the device synchronised around each."""
     times = []
     for _ in range(repeats):
         sync(device)
@@ -67,7 +68,7 @@ def matmul_peak(device: torch.device, size: int = 2048, repeats: int = 5) -> flo
     a = torch.randn(size, size, device=device, dtype=dtype)
     b = torch.randn(size, size, device=device, dtype=dtype)
     torch.mm(a, b)
-    return 2 * size**3 / _median_seconds(lambda: torch.mm(a, b), device, repeats)
+    return 2 * size**3 / median_seconds(lambda: torch.mm(a, b), device, repeats)
 
 
 def time_learner(agent: Agent, batch: dict[str, torch.Tensor], updates: int, warmup: int = 1) -> dict[str, float]:
@@ -104,24 +105,32 @@ def peak_memory_gb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
+def agent_and_batch(cfg: Config) -> tuple[Agent, dict[str, torch.Tensor]]:
+    """A fresh agent of `cfg` on its device and a replay-shaped random batch there."""
+    from dreamer.agent import resolve_device
+    from dreamer.envs import spaces
+
+    obs_space, act_space = spaces(cfg.env, cfg.environment)
+    agent = Agent(cfg, obs_space, act_space).to(resolve_device(cfg.device))
+    return agent, agent.to_tensors(random_batch(obs_space, act_space, cfg.replay.batch_size, cfg.replay.batch_length))
+
+
 def bench(cfg: Config, updates: int, env_steps: int = 500, policy_steps: int = 50) -> dict[str, float | str]:
     """Learner, policy and collection speed of `cfg` on its device, and where the update stands
     against the device's measured matmul peak."""
-    from dreamer.agent import resolve_device
-    from dreamer.envs import make_vector, spaces
+    from dreamer.envs import make_vector
     from dreamer.envs.driver import random_policy
 
-    device = resolve_device(cfg.device)
-    obs_space, act_space = spaces(cfg.env, cfg.environment)
-    agent = Agent(cfg, obs_space, act_space).to(device)
-    batch = agent.to_tensors(random_batch(obs_space, act_space, cfg.replay.batch_size, cfg.replay.batch_length))
+    agent, batch = agent_and_batch(cfg)
+    device = agent.device
+    obs_space, act_space = agent.obs_space, agent.act_space
     learner = time_learner(agent, batch, updates)
     flops = count_update_flops(agent, batch)
 
     envs = cfg.run.envs
     obs = {k: v[:envs, 0] for k, v in random_batch(obs_space, act_space, envs, 1).items()}
     state = agent.policy(obs)[1]
-    policy_s = _median_seconds(lambda: agent.policy(obs, state), device, policy_steps)
+    policy_s = median_seconds(lambda: agent.policy(obs, state), device, policy_steps)
 
     vector = make_vector(cfg.env, cfg.environment, envs, seed=cfg.seed)
     act = random_policy(act_space, envs, np.random.default_rng(cfg.seed))

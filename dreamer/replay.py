@@ -80,6 +80,7 @@ class Replay:
         self.saved = np.zeros(envs, np.int64)  # steps of `written` already on disk
         self.directory = directory
         self.rng = np.random.default_rng(seed)
+        self._prefetch: ThreadPoolExecutor | None = None
 
     def __len__(self) -> int:
         return int(self.count.sum())
@@ -132,13 +133,17 @@ class Replay:
         The replay must not change while the iterator runs."""
         if count <= 0:
             return
-        with ThreadPoolExecutor(1, thread_name_prefix="replay") as pool:
-            pending = pool.submit(lambda: prepare(self.sample()))
-            for i in range(count):
-                batch = pending.result()
-                if i + 1 < count:
-                    pending = pool.submit(lambda: prepare(self.sample()))
-                yield batch
+        if count == 1:  # nothing to overlap with
+            yield prepare(self.sample())
+            return
+        if self._prefetch is None:  # one thread for the replay's life, not one per call
+            self._prefetch = ThreadPoolExecutor(1, thread_name_prefix="replay")
+        pending = self._prefetch.submit(lambda: prepare(self.sample()))
+        for i in range(count):
+            batch = pending.result()
+            if i + 1 < count:
+                pending = self._prefetch.submit(lambda: prepare(self.sample()))
+            yield batch
 
     # -- persistence ------------------------------------------------------------------------------
     def _save_chunk(self, env: int) -> None:

@@ -12,20 +12,9 @@ import time
 import torch
 
 from dreamer.agent import resolve_device
+from dreamer.bench import median_seconds
 from dreamer.config import load_config
 from dreamer.nets.layers import ConvDecoder, ConvEncoder
-
-
-def seconds(step, repeats: int, device: torch.device) -> float:
-    step()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    start = time.perf_counter()
-    for _ in range(repeats):
-        step()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return (time.perf_counter() - start) / repeats
 
 
 def main() -> None:
@@ -47,12 +36,14 @@ def main() -> None:
     def step(enc, dec):
         return lambda: (enc(images).square().mean() + (dec(feat) - 0.5).square().mean()).backward()
 
-    eager = seconds(step(encoder, decoder), args.repeats, device)
+    eager_step = step(encoder, decoder)
+    eager_step()  # warm-up
+    eager = median_seconds(eager_step, device, args.repeats)
     start = time.perf_counter()
     compiled_step = step(torch.compile(encoder), torch.compile(decoder))
     compiled_step()
     compile_s = time.perf_counter() - start
-    compiled = seconds(compiled_step, args.repeats, device)
+    compiled = median_seconds(compiled_step, device, args.repeats)
     print(f"size {args.size} on {device} ({torch.get_num_threads()} threads), {args.rows} images: "
           f"eager {1000 * eager:.0f} ms, compiled {1000 * compiled:.0f} ms ({eager / compiled:.2f}x), "
           f"compilation {compile_s:.0f} s")

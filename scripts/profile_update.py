@@ -10,10 +10,8 @@ import argparse
 import torch
 from torch.profiler import profile
 
-from dreamer.agent import Agent, resolve_device
-from dreamer.bench import random_batch
+from dreamer.bench import agent_and_batch
 from dreamer.config import load_config
-from dreamer.envs import spaces
 
 
 def main() -> None:
@@ -26,9 +24,7 @@ def main() -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     args = parser.parse_args()
     cfg = load_config(args.overrides, {"env": args.env, "size": args.size, "device": args.device})
-    obs_space, act_space = spaces(cfg.env, cfg.environment)
-    agent = Agent(cfg, obs_space, act_space).to(resolve_device(cfg.device))
-    batch = agent.to_tensors(random_batch(obs_space, act_space, cfg.replay.batch_size, cfg.replay.batch_length))
+    agent, batch = agent_and_batch(cfg)
     agent.train(batch)
     with profile(record_shapes=True) as prof:
         for _ in range(args.updates):

@@ -65,6 +65,7 @@ def test_prefetched_batches_are_the_sequential_samples():
             np.testing.assert_array_equal(want[key], have[key])
     assert list(prefetched.batches(0)) == []
     np.testing.assert_array_equal(plain.sample()["vector"], prefetched.sample()["vector"])  # RNG in step
+    np.testing.assert_array_equal(plain.sample()["vector"], next(prefetched.batches(1))["vector"])  # inline path
 
 
 def test_windows_are_contiguous_within_one_env_and_cross_episode_boundaries():
