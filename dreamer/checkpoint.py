@@ -44,6 +44,13 @@ def atomic_write(path: Path, write) -> None:
         raise
 
 
+def remove_temp_files(directory: Path) -> None:
+    """Delete the temp files of writes that a killed process never renamed."""
+    if directory.is_dir():
+        for path in directory.glob(".*.tmp"):
+            path.unlink(missing_ok=True)
+
+
 def list_checkpoints(directory: Path) -> list[Path]:
     """Checkpoints in `directory`, oldest first."""
     if not directory.is_dir():

@@ -25,6 +25,13 @@ class Mean:
             self.sums[key] += value
             self.counts[key] += 1
 
+    def state_dict(self) -> dict[str, dict]:
+        return {"sums": dict(self.sums), "counts": dict(self.counts)}
+
+    def load_state_dict(self, state: dict[str, dict]) -> None:
+        self.sums.update(state["sums"])
+        self.counts.update(state["counts"])
+
     def pop(self) -> dict[str, float]:
         out = {k: self.sums[k] / self.counts[k] for k in self.sums}
         self.sums.clear()
@@ -33,8 +40,19 @@ class Mean:
 
 
 def read_jsonl(path: Path) -> list[dict]:
-    """The records of a JSONL log (empty if the file does not exist)."""
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+    """The records of a JSONL log (empty if the file does not exist). A last line cut short (the
+    process was killed while writing it) is left out; a broken line before it is an error."""
+    if not path.exists():
+        return []
+    lines = [line for line in path.read_text().splitlines() if line.strip()]
+    records = []
+    for number, line in enumerate(lines, 1):
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError as err:
+            if number < len(lines):
+                raise ValueError(f"{path}:{number} is not a JSON record ({err})") from None
+    return records
 
 
 def _open_jsonl(path: Path, resume_step: int):

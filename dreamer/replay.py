@@ -3,8 +3,9 @@
 Each env writes its own ring of `capacity // envs` steps, so a window never mixes two envs' streams
 but may cross an episode boundary (the step after a reset carries `is_first`). Arrays are allocated
 lazily (`np.empty` pages are only backed once written), so memory follows what is stored; images
-stay uint8 until the learner. Every `chunk` steps an env's newest steps are written to disk as one
-`.npz` (temp file, then rename), and `load` refills the rings from those files on resume.
+stay uint8 until the learner. When an env's episode ends, or after `chunk` steps of a longer one,
+its unsaved steps are written to disk as one `.npz` (temp file, then rename), and `load` refills the
+rings from those files on resume.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any, Callable, Iterator
 import gymnasium as gym
 import numpy as np
 
+from dreamer.checkpoint import remove_temp_files
 from dreamer.config import ConfigError, ReplayConfig
 
 CHUNK_NAME = re.compile(r"^env(\d+)-(\d{8})\.npz$")
@@ -108,7 +110,8 @@ class Replay:
         self.count = np.minimum(self.count + 1, self.per_env)
         self.written += 1
         if self.directory is not None:
-            for env in np.flatnonzero(self.written - self.saved >= self.cfg.chunk):
+            due = np.asarray(step["is_last"], bool) | (self.written - self.saved >= self.cfg.chunk)
+            for env in np.flatnonzero(due):
                 self._save_chunk(int(env))
 
     def sample(self, batch: int | None = None, length: int | None = None) -> dict[str, np.ndarray]:
@@ -151,7 +154,7 @@ class Replay:
         steps = min(steps, self.per_env)
         index = (self.head[env] - steps + np.arange(steps)) % self.per_env
         path = self.directory / f"env{env}-{int(self.written[env]):08d}.npz"
-        tmp = path.with_suffix(".tmp.npz")
+        tmp = path.with_name(f".{path.name}.tmp")
         self.directory.mkdir(parents=True, exist_ok=True)
         with open(tmp, "wb") as f:
             np.savez(f, **{key: array[env, index] for key, array in self.data.items()})
@@ -175,6 +178,7 @@ class Replay:
         if self.directory is None:
             return 0
         loaded = 0
+        remove_temp_files(self.directory)
         files = chunk_files(self.directory)
         for env in range(self.envs):  # a run resumed with fewer envs keeps the streams it can hold
             chunks = files.get(env, [])

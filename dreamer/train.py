@@ -6,8 +6,11 @@
     log       every `run.log_every` steps: update metrics, episodes, throughput;
     save      every `run.save_every` steps and at the end: an atomic checkpoint.
 
-A logdir that holds a checkpoint is continued: model, optimisers, ratio counter, step counters and
-RNG states come back from the checkpoint, and the replay from its chunks on disk.
+A logdir that holds a checkpoint is continued: model, optimisers, ratio counter, step counters, every
+RNG, the policy's recurrent state, the unlogged metric sums and the envs themselves (pickled, when
+they run in this process) come back from the checkpoint, and the replay from its chunks on disk.
+With one env on CPU a run killed at any moment and continued is the run that was never stopped;
+with envs in subprocesses they start new episodes, and the step counter goes on unchanged.
 
 Under `torchrun` every rank runs this loop with its own envs, replay (`replay/`, `replay-rank1/`, ...)
 and seed; step counters and the train ratio count all ranks' steps, so every rank makes the same
@@ -124,7 +127,8 @@ class Trainer:
 
         self.driver = Driver(make_envs(seed + self.progress.step), seed=seed + self.progress.step,
                              on_step=self.replay.add, restart=make_envs, timeout=cfg.environment.timeout)
-        self.random = random_policy(act_space, cfg.run.envs, np.random.default_rng(seed))
+        self.random_rng = np.random.default_rng(seed)
+        self.random = random_policy(act_space, cfg.run.envs, self.random_rng)
         self.policy = AgentPolicy(self.agent, "train")
         self.metrics = Mean()
         self.finished: list[tuple[int, dict[str, float]]] = []  # (step, episode) not yet recorded
@@ -132,10 +136,15 @@ class Trainer:
         self.timers = {"env": 0.0, "train": 0.0, "env_steps": 0, "updates": 0}
         self.logged_step = -1
         self.nonfinite = 0  # updates skipped in a row
-        self.saved_step = self.progress.step if self.resumed_from else -1
+        self.saved_step = -1
+        if self.resumed_from:
+            self._restore_loop(self.resumed_payload)
+            del self.resumed_payload
 
     # -- checkpoints ------------------------------------------------------------------------------
     def _restore(self) -> Path | None:
+        if self.ranks.main:
+            checkpoint.remove_temp_files(self.logdir / "checkpoints")  # left by a killed run
         found = checkpoint.load_latest(self.logdir / "checkpoints", map_location=self.device)
         if found is None:
             return None
@@ -154,15 +163,32 @@ class Trainer:
         set_rng_states(local["rng"])
         self.replay.rng.bit_generator.state = local["replay_rng"]
         self.replay.load(local["replay_written"])
+        self.resumed_payload = payload
         return path
+
+    def _restore_loop(self, payload: dict[str, Any]) -> None:
+        """The collection side of a checkpoint: envs, policy state, prefill RNG, unlogged sums."""
+        local = payload["ranks"][self.ranks.rank]
+        if self.driver.load_state_dict(local["driver"]):
+            self.policy.state = local["policy"]
+        self.random_rng.bit_generator.state = local["random_rng"]
+        self.metrics.load_state_dict(payload["metrics"])
+        self.episode_stats.load_state_dict(payload["episode_stats"])
+        self.logged_step, self.nonfinite = payload["logged_step"], payload["nonfinite"]
+        self.saved_step = self.progress.step
 
     def save(self) -> Path | None:
         """Every rank flushes its replay; rank 0 writes one checkpoint holding all ranks' RNG and
         replay states (returns its path; None on other ranks)."""
         self.gather_episodes()
         self.replay.flush()
+        policy_state = None
+        if self.policy.state is not None:  # (RSSM state, previous action), gathered through the host
+            latent, action = self.policy.state
+            policy_state = (latent.map(lambda x: x.cpu()), action.cpu())
         local = {"rng": rng_states(), "replay_rng": self.replay.rng.bit_generator.state,
-                 "replay_written": self.replay.written.tolist()}
+                 "replay_written": self.replay.written.tolist(), "driver": self.driver.state_dict(),
+                 "policy": policy_state, "random_rng": self.random_rng.bit_generator.state}
         ranks = distributed.gather(local)
         self.saved_step = self.progress.step
         if not self.ranks.main:
@@ -174,6 +200,10 @@ class Trainer:
             "optimizers": {k: o.state_dict() for k, o in self.agent.optimizers().items()},
             "ratio": self.ratio.state_dict(),
             "progress": dataclasses.asdict(self.progress),
+            "metrics": self.metrics.state_dict(),
+            "episode_stats": self.episode_stats.state_dict(),
+            "logged_step": self.logged_step,
+            "nonfinite": self.nonfinite,
             "ranks": ranks,
         }
         return checkpoint.save(self.logdir / "checkpoints", self.progress.step, payload)
@@ -196,10 +226,10 @@ class Trainer:
         finished = sorted((item for rank in gathered for item in rank), key=lambda item: item[0])
         if not finished:
             return
-        if self.logger:
-            for step, episode in finished:
+        for step, episode in finished:
+            if self.logger:
                 self.logger.episode(step, episode)
-        self.episode_stats.add(record_episodes([episode for _, episode in finished], self.progress))
+            self.episode_stats.add(record_episodes([episode], self.progress))
 
     def learn(self) -> None:
         if self.progress.step <= self.cfg.run.prefill:

@@ -127,6 +127,19 @@ def test_chunks_persist_atomically_and_reload(tmp_path):
     assert restored.data["vector"][0, 104, 0] == 104
 
 
+def test_each_finished_episode_is_on_disk_at_once(tmp_path):
+    """Episodes of 10 steps end at steps 10 and 20; a 1,000-step chunk limit never triggers."""
+    replay = make(directory=tmp_path)
+    fill(replay, 25)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["env0-00000010.npz", "env0-00000020.npz"]
+    with np.load(tmp_path / "env0-00000020.npz") as data:
+        np.testing.assert_array_equal(data["vector"][:, 0], np.arange(10, 20))
+        assert data["is_first"][0] and data["is_last"][-1]
+    long = make(directory=tmp_path / "long", chunk=8)  # an episode longer than a chunk goes in pieces
+    fill(long, 20, episode_length=100)
+    assert sorted(p.name for p in (tmp_path / "long").iterdir()) == ["env0-00000008.npz", "env0-00000016.npz"]
+
+
 def test_reload_into_smaller_capacity_keeps_the_newest(tmp_path):
     replay = make(capacity=1000, directory=tmp_path, chunk=16)
     fill(replay, 200)

@@ -35,6 +35,16 @@ class AtariEnv(Adapter):
         image = gym.spaces.Box(0, 255, (cfg.size, cfg.size, 3), dtype=np.uint8)
         self._init_spaces({"image": image}, gym.spaces.Discrete(int(self.env.action_space.n)))
 
+    def __getstate__(self) -> dict:
+        """Pickled for a checkpoint: the emulator state with its RNG (sticky actions), which the
+        emulator's own pickling leaves out."""
+        return {**self.__dict__, "_emulator": self.env.unwrapped.ale.cloneState(include_rng=True)}
+
+    def __setstate__(self, state: dict) -> None:
+        emulator = state.pop("_emulator")
+        self.__dict__.update(state)
+        self.env.unwrapped.ale.restoreState(emulator)
+
     def _reset(self, seed):
         seed = self._seed if seed is None else seed
         self._seed = None

@@ -36,7 +36,7 @@ class CrafterEnv(Adapter):
     Death is terminal; reaching `length` steps (10,000 by default) is a truncation."""
 
     def __init__(self, task: str, cfg: EnvConfig, seed: int | None = None):
-        self.crafter = require("crafter", "crafter")
+        require("crafter", "crafter")
         self.size, self.length = cfg.size, cfg.length or 10000
         self._seed = seed
         self.env = self._make(seed)
@@ -46,7 +46,9 @@ class CrafterEnv(Adapter):
         self._init_spaces(inputs, gym.spaces.Discrete(ACTIONS))
 
     def _make(self, seed: int | None):
-        return self.crafter.Env(size=(self.size, self.size), length=self.length, seed=seed)
+        from dreamer.envs.crafter_ordered import OrderedCrafter
+
+        return OrderedCrafter(size=(self.size, self.size), length=self.length, seed=seed)
 
     def _inputs(self, image: np.ndarray, achievements: dict[str, int]) -> dict[str, np.ndarray]:
         out = {"image": np.asarray(image, dtype=np.uint8)}

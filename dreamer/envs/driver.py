@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import pickle
 import sys
-from typing import Callable
+import warnings
+from typing import Any, Callable
 
 import gymnasium as gym
 import numpy as np
@@ -95,6 +97,34 @@ class Driver:
             self.envs.close()
         except Exception:  # noqa: BLE001 -- a broken env may not close cleanly
             pass
+
+    # -- checkpoints ------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """The last observation, episode sums and, for in-process envs, the pickled envs themselves
+        (simulator state and RNGs), so a resumed run steps on exactly as this one would have."""
+        state = {"obs": self.obs, "returns": self.returns, "lengths": self.lengths, "restarts": self.restarts,
+                 "envs": None}
+        if isinstance(self.envs, gym.vector.SyncVectorEnv):
+            try:
+                state["envs"] = [pickle.dumps(env) for env in self.envs.envs]
+            except (pickle.PicklingError, TypeError, AttributeError) as err:
+                warnings.warn(f"env state cannot be saved ({err}); a resumed run starts new episodes", stacklevel=2)
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> bool:
+        """Continue the saved envs where they were; False (the fresh envs stay) where they cannot
+        be restored: envs in subprocesses, or a different number of envs."""
+        envs = state["envs"]
+        if envs is None or not isinstance(self.envs, gym.vector.SyncVectorEnv) or len(envs) != self.count:
+            return False
+        for env in self.envs.envs:
+            env.close()
+        self.envs.envs = [pickle.loads(blob) for blob in envs]
+        # next-step autoreset: an env whose last step ended its episode resets on the next one
+        self.envs._autoreset_envs = np.asarray(state["obs"]["is_last"], dtype=bool).copy()
+        self.obs, self.returns, self.lengths = state["obs"], state["returns"], state["lengths"]
+        self.restarts = state["restarts"]
+        return True
 
     def close(self) -> None:
         self.envs.close()
