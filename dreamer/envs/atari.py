@@ -36,14 +36,19 @@ class AtariEnv(Adapter):
         self._init_spaces({"image": image}, gym.spaces.Discrete(int(self.env.action_space.n)))
 
     def __getstate__(self) -> dict:
-        """Pickled for a checkpoint: the emulator state with its RNG (sticky actions), which the
-        emulator's own pickling leaves out."""
-        return {**self.__dict__, "_emulator": self.env.unwrapped.ale.cloneState(include_rng=True)}
+        """Pickled for a checkpoint. ALE's env pickles only its constructor arguments, so the
+        emulator state with its RNG and the no-op RNG are carried next to it. Exact without sticky
+        actions; with them, the previous action a sticky step repeats is not in ALE's state, so
+        the first frames after a resume may differ."""
+        inner = self.env.unwrapped
+        return {**self.__dict__, "_emulator": inner.ale.cloneState(include_rng=True),
+                "_noop_rng": inner.np_random.bit_generator.state}
 
     def __setstate__(self, state: dict) -> None:
-        emulator = state.pop("_emulator")
+        emulator, noop_rng = state.pop("_emulator"), state.pop("_noop_rng")
         self.__dict__.update(state)
         self.env.unwrapped.ale.restoreState(emulator)
+        self.env.unwrapped.np_random.bit_generator.state = noop_rng
 
     def _reset(self, seed):
         seed = self._seed if seed is None else seed
