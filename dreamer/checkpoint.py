@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: checkpoints carry the envs, policy state and unlogged metric sums
 NAME = re.compile(r"^ckpt-(\d{10})\.pt$")
 
 

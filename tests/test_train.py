@@ -78,6 +78,18 @@ def test_checkpoint_from_another_size_or_env_is_refused(tmp_path, capsys):
     assert "env: checkpoint has 'gym:CartPole-v1', this run has 'gym:Acrobot-v1'" in capsys.readouterr().err
 
 
+def test_checkpoint_from_another_version_is_refused(tmp_path, capsys):
+    logdir = tmp_path / "run"
+    assert main(train_args(logdir, "gym:CartPole-v1", 100)) == 0
+    path = checkpoint.list_checkpoints(logdir / "checkpoints")[-1]
+    payload = torch.load(path, weights_only=False)
+    torch.save({**payload, "format": checkpoint.FORMAT_VERSION + 1}, path)
+    assert main(train_args(logdir, "gym:CartPole-v1", 200)) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err == (f"dreamer: error: checkpoint {path} has format {checkpoint.FORMAT_VERSION + 1}; "
+                   f"this version reads format {checkpoint.FORMAT_VERSION}")
+
+
 def test_unreadable_newest_checkpoint_falls_back(tmp_path):
     logdir = tmp_path / "run"
     assert main(train_args(logdir, "gym:CartPole-v1", 200)) == 0
