@@ -114,9 +114,16 @@ def cmd_sweep(args: argparse.Namespace) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> None:
+    from dreamer import protocols
     from dreamer.report import describe_fit, report
 
-    runs, fit = report(Path(args.dir), args.window)
+    out = Path(args.dir)
+    suites = protocols.report(out)
+    if suites:
+        print(f"dreamer: {' and '.join(suites)} protocol results in {out}/benchmarks.md")
+    if suites and not any(out.glob("*/compute.json")):
+        return
+    runs, fit = report(out, args.window)
     print(f"dreamer: {len(runs)} runs summarised in {args.dir}/summary.csv, summary.md and *.png")
     print(describe_fit(fit))
 
@@ -211,8 +218,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_bench)
 
-    p = sub.add_parser("report", help="tables and plots of a sweep's runs")
-    p.add_argument("dir", help="the sweep's --out folder")
+    p = sub.add_parser("report", help="a sweep's tables and plots; Atari100k and Crafter protocol results")
+    p.add_argument("dir", help="a sweep's --out folder, or a folder of runs")
     p.add_argument("--window", type=int, default=20, help="episodes averaged for a run's final return")
     p.set_defaults(func=cmd_report)
     return parser

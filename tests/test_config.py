@@ -28,8 +28,13 @@ def test_suite_defaults(env, size, ratio, envs, repeat):
     assert cfg.rssm.deter == sizes()[size]["deter"]
 
 
-def test_atari100k_budget():
-    assert load_config([], {"env": "atari100k:Pong"}).run.steps == 100_000
+def test_atari100k_protocol_preset():
+    """100k policy steps = 400k frames at frame skip 4, no sticky actions, 100 evaluation episodes."""
+    cfg = load_config([], {"env": "atari100k:Pong"})
+    assert cfg.run.steps * cfg.environment.repeat == 400_000 and cfg.run.steps == 100_000
+    assert cfg.environment.sticky == 0.0 and cfg.run.eval_episodes == 100 and cfg.run.envs == 1
+    assert cfg.environment.length * cfg.environment.repeat == 108_000  # the standard 30-minute cap
+    assert load_config([], {"env": "atari:Pong"}).environment.sticky == 0.25
 
 
 def test_flags_and_overrides_win_over_suite_and_size():

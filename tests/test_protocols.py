@@ -1,0 +1,89 @@
+"""Benchmark protocol maths against hand-computed values, and `dreamer report` on fake runs."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from dreamer import protocols
+from dreamer.checkpoint import atomic_write
+from dreamer.cli import main
+from dreamer.config import load_config, to_yaml
+from dreamer.envs.crafter_env import ACHIEVEMENTS
+
+
+def test_interquartile_mean_cuts_a_quarter_from_each_end():
+    assert protocols.interquartile_mean(np.arange(8.0)) == 3.5  # keeps 2, 3, 4, 5
+    assert protocols.interquartile_mean([1.0, 2.0, 3.0, 4.0, 100.0]) == 3.0  # n=5: one cut each side
+    assert protocols.interquartile_mean([7.0, 1.0, 4.0]) == 4.0  # n=3: nothing cut
+
+
+def test_aggregates_over_games_and_seeds():
+    scores = {"A": [0.0, 1.0], "B": [2.0, 2.0], "C": [10.0, 0.0]}  # game means 0.5, 2, 5
+    assert protocols.aggregate_mean(scores) == 2.5
+    assert protocols.aggregate_median(scores) == 2.0
+    assert protocols.aggregate_iqm(scores) == 1.25  # sorted 0 0 1 2 2 10 -> mean of 0 1 2 2
+
+
+def test_bootstrap_resamples_seeds_within_each_game():
+    constant = {"A": [1.0, 1.0, 1.0], "B": [3.0, 3.0]}
+    assert protocols.bootstrap_ci(constant, protocols.aggregate_mean) == (2.0, 2.0)  # no seed spread, no width
+    # one game with seeds 0 and 1: a resampled mean is 0, 0.5 or 1 with probabilities 1/4, 1/2, 1/4
+    low, high = protocols.bootstrap_ci({"A": [0.0, 1.0]}, protocols.aggregate_mean, samples=4000)
+    assert (low, high) == (0.0, 1.0)
+    spread = {g: list(np.random.default_rng(i).normal(i, 1.0, 5)) for i, g in enumerate("ABCDEF")}
+    for fn in protocols.AGGREGATES.values():
+        low, high = protocols.bootstrap_ci(spread, fn)
+        assert low < fn(spread) < high
+
+
+def test_crafter_protocol_by_hand():
+    blank = {f"achievement_{name}": 0.0 for name in ACHIEVEMENTS}
+    episodes = [
+        {**blank, "step": 100, "return": 2.0, "achievement_collect_wood": 3.0, "achievement_place_table": 1.0},
+        {**blank, "step": 200, "return": 1.0, "achievement_collect_wood": 1.0},
+        {**blank, "step": 300, "return": 0.0},
+        {**blank, "step": 400, "return": 1.0},
+        {**blank, "step": 500, "return": 9.0, "achievement_collect_diamond": 1.0},  # after the budget
+    ]
+    result = protocols.crafter_protocol(episodes, budget=400)
+    assert result["episodes"] == 4 and result["reward"] == 1.0
+    assert result["success_rates"]["collect_wood"] == 50.0 and result["success_rates"]["place_table"] == 25.0
+    assert result["success_rates"]["collect_diamond"] == 0.0
+    # exp((ln 51 + ln 26 + 20 * ln 1) / 22) - 1
+    assert result["score"] == pytest.approx(math.exp((math.log(51) + math.log(26)) / 22) - 1)
+
+
+def _fake_run(directory, env, seed, eval_return=None, episodes=()):
+    directory.mkdir(parents=True)
+    cfg = load_config([], {"env": env, "seed": seed})
+    (directory / "config.yaml").write_text(to_yaml(cfg))
+    if eval_return is not None:
+        atomic_write(directory / "eval.json", lambda f: f.write(json.dumps({"mean_return": eval_return}).encode()))
+    (directory / "episodes.jsonl").write_text("".join(json.dumps(ep) + "\n" for ep in episodes))
+
+
+def test_report_scores_atari100k_and_crafter_runs(tmp_path, capsys):
+    _fake_run(tmp_path / "pong-0", "atari100k:Pong", 0, 14.6)  # human level: 1.0
+    _fake_run(tmp_path / "pong-1", "atari100k:Pong", 1, -20.7)  # random level: 0.0
+    _fake_run(tmp_path / "breakout-0", "atari100k:Breakout", 0, 1.7 + (30.5 - 1.7) / 2)  # 0.5
+    _fake_run(tmp_path / "pong-full", "atari:Pong", 0, 21.0)  # another protocol: left out
+    blank = {f"achievement_{name}": 0.0 for name in ACHIEVEMENTS}
+    _fake_run(tmp_path / "crafter-0", "crafter", 0, episodes=[
+        {**blank, "step": 10_000, "return": 4.0, "length": 10_000, "achievement_collect_wood": 2.0}])
+
+    raw, normalized = protocols.atari100k_scores(tmp_path)
+    assert raw == {"Pong": [14.6, -20.7], "Breakout": [16.1]}
+    assert normalized["Pong"] == pytest.approx([1.0, 0.0]) and normalized["Breakout"] == pytest.approx([0.5])
+    summary, _ = protocols.atari100k_summary(raw, normalized)
+    assert summary["mean"]["value"] == pytest.approx(0.5)  # game means 0.5 and 0.5
+    assert summary["iqm"]["value"] == pytest.approx(0.5)  # 0, 0.5, 1: n=3, nothing cut
+
+    assert main(["report", str(tmp_path)]) == 0
+    assert "atari100k and crafter protocol results" in capsys.readouterr().out
+    text = (tmp_path / "benchmarks.md").read_text()
+    assert "| Pong | 2 | -3.0 +- 17.6 | 0.500 |" in text and "| iqm | 0.500 |" in text
+    assert "| score | 0.23 +- 0.00 % | 14.5 +- 1.6 % |" in text  # 100 % wood: exp(ln 101 / 22) - 1 = 0.233
+    assert "| reward | 4.00 +- 0.00 | 11.7 +- 1.9 |" in text
+    assert (tmp_path / "crafter.png").stat().st_size > 10_000
