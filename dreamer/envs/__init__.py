@@ -17,7 +17,7 @@ INSTALL = {
     "atari": "pip install 'dreamer[atari]'",
     "atari100k": "pip install 'dreamer[atari]'",
     "gym": "included",
-    "minerl": "pip install 'dreamer[minerl]' (needs Java 8; the Docker image has it)",
+    "minerl": "pip install 'dreamer[minerl]' (needs Java 8; the Docker image docker/Dockerfile.minerl has it)",
 }
 
 
@@ -31,6 +31,9 @@ def _constructor(suite: str) -> Callable[..., Adapter]:
     if suite == "gym":
         from dreamer.envs.gym_env import GymEnv
         return GymEnv
+    if suite == "minerl":
+        from dreamer.envs.minerl_env import MineRLEnv
+        return MineRLEnv
     suites = ", ".join(f"{name} ({how})" for name, how in INSTALL.items())
     raise ConfigError(f"env suite {suite!r} has no adapter in this version; accepted: {suites}")
 

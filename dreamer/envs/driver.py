@@ -12,7 +12,7 @@ import numpy as np
 
 # policy(obs of N envs) -> (model-form actions (N, A), env actions (N,) or (N, A))
 Policy = Callable[[dict[str, np.ndarray]], tuple[np.ndarray, np.ndarray]]
-ACHIEVEMENT_PREFIX = "log_achievement_"
+LOG_PREFIX = "log_"  # observation keys for the episode record (Crafter achievements, MineRL items)
 
 
 def random_policy(act_space: gym.spaces.Space, envs: int, rng: np.random.Generator) -> Policy:
@@ -54,8 +54,8 @@ class Driver:
         for env in np.flatnonzero(obs["is_last"]):
             episode = {"return": float(self.returns[env]), "length": int(self.lengths[env])}
             for key in obs:
-                if key.startswith(ACHIEVEMENT_PREFIX):
-                    episode[key[len("log_"):]] = float(obs[key][env])
+                if key.startswith(LOG_PREFIX):
+                    episode[key[len(LOG_PREFIX):]] = float(obs[key][env])
             episodes.append(episode)
         try:
             self.obs = self._step(env_action)
