@@ -115,7 +115,8 @@ class Trainer:
         batch_steps = cfg.replay.batch_size * cfg.replay.batch_length * self.ranks.world
         self.ratio = TrainRatio(cfg.run.train_ratio, batch_steps)
         self.progress = Progress()
-        self.resumed_from = self._restore()
+        resumed = self._restore()  # (path, payload) of the checkpoint continued, or None
+        self.resumed_from = resumed[0] if resumed else None
         if self.ranks.world > 1:
             self.agent.distribute()
         self.logger = None
@@ -137,12 +138,12 @@ class Trainer:
         self.logged_step = -1
         self.nonfinite = 0  # updates skipped in a row
         self.saved_step = -1
-        if self.resumed_from:
-            self._restore_loop(self.resumed_payload)
-            del self.resumed_payload
+        if resumed:
+            self._restore_loop(resumed[1])
 
     # -- checkpoints ------------------------------------------------------------------------------
-    def _restore(self) -> Path | None:
+    def _restore(self) -> tuple[Path, dict[str, Any]] | None:
+        """The learning side of the newest checkpoint: model, optimisers, counters, RNGs, replay."""
         if self.ranks.main:
             checkpoint.remove_temp_files(self.logdir / "checkpoints")  # left by a killed run
         found = checkpoint.load_latest(self.logdir / "checkpoints", map_location=self.device)
@@ -163,8 +164,7 @@ class Trainer:
         set_rng_states(local["rng"])
         self.replay.rng.bit_generator.state = local["replay_rng"]
         self.replay.load(local["replay_written"])
-        self.resumed_payload = payload
-        return path
+        return path, payload
 
     def _restore_loop(self, payload: dict[str, Any]) -> None:
         """The collection side of a checkpoint: envs, policy state, prefill RNG, unlogged sums."""
