@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 
-import torch
 from torch.profiler import profile
 
 from dreamer.bench import agent_and_batch
