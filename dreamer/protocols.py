@@ -14,7 +14,6 @@ the 22 rates; the reward is the mean episode return. Seeds give mean +- std.
 
 from __future__ import annotations
 
-import io
 import json
 from pathlib import Path
 from typing import Callable
@@ -24,8 +23,9 @@ import numpy as np
 from dreamer.checkpoint import atomic_write
 from dreamer.config import from_yaml, suite_of
 from dreamer.envs.atari import REFERENCE_SCORES, human_normalized
-from dreamer.envs.crafter_env import ACHIEVEMENTS, crafter_score
+from dreamer.envs.crafter_env import ACHIEVEMENTS, crafter_score, success_rates
 from dreamer.logging import read_jsonl
+from dreamer.report import save_png
 
 CI_LEVEL = 0.95
 BOOTSTRAP_SAMPLES = 2000
@@ -112,8 +112,7 @@ def crafter_protocol(episodes: list[dict], budget: int = CRAFTER_BUDGET) -> dict
     episodes = [ep for ep in episodes if ep["step"] <= budget]
     if not episodes:
         return {"episodes": 0}
-    rates = {name: 100.0 * float(np.mean([ep.get(f"achievement_{name}", 0) > 0 for ep in episodes]))
-             for name in ACHIEVEMENTS}
+    rates = success_rates(episodes)
     return {"episodes": len(episodes), "success_rates": rates,
             "score": crafter_score(np.array(list(rates.values()))),
             "reward": float(np.mean([ep["return"] for ep in episodes]))}
@@ -168,10 +167,8 @@ def plot_crafter(runs: list[dict], path: Path) -> None:
     paper.set_xticks(x, ["score (%)", "reward"])
     paper.legend(fontsize=8)
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100)
+    save_png(fig, path)
     plt.close(fig)
-    atomic_write(path, lambda f: f.write(buffer.getvalue()))
 
 
 def report(directory: Path) -> list[str]:

@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterator
 import gymnasium as gym
 import numpy as np
 
-from dreamer.checkpoint import remove_temp_files
+from dreamer.checkpoint import atomic_write, remove_temp_files
 from dreamer.config import ConfigError, ReplayConfig
 
 CHUNK_NAME = re.compile(r"^env(\d+)-(\d{8})\.npz$")
@@ -154,13 +154,7 @@ class Replay:
         steps = min(steps, self.per_env)
         index = (self.head[env] - steps + np.arange(steps)) % self.per_env
         path = self.directory / f"env{env}-{int(self.written[env]):08d}.npz"
-        tmp = path.with_name(f".{path.name}.tmp")
-        self.directory.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "wb") as f:
-            np.savez(f, **{key: array[env, index] for key, array in self.data.items()})
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        atomic_write(path, lambda f: np.savez(f, **{key: array[env, index] for key, array in self.data.items()}))
         self.saved[env] = self.written[env]
 
     def flush(self) -> None:

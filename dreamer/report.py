@@ -147,7 +147,7 @@ def write_tables(runs: list[dict], out: Path, fit: dict) -> None:
     atomic_write(out / "summary.md", lambda f: f.write(("\n".join(lines) + "\n").encode()))
 
 
-def _save(fig, path: Path) -> None:
+def save_png(fig, path: Path) -> None:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100)
     atomic_write(path, lambda f: f.write(buffer.getvalue()))
@@ -247,7 +247,7 @@ def write_plots(runs: list[dict], out: Path, window: int) -> dict:
     }
     for name, fig in figures.items():
         fig.tight_layout()
-        _save(fig, out / name)
+        save_png(fig, out / name)
     plt.close("all")
     return fit
 

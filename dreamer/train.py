@@ -224,8 +224,6 @@ class Trainer:
         gathered = distributed.gather(self.finished)
         self.finished = []
         finished = sorted((item for rank in gathered for item in rank), key=lambda item: item[0])
-        if not finished:
-            return
         for step, episode in finished:
             if self.logger:
                 self.logger.episode(step, episode)

@@ -29,18 +29,16 @@ from pathlib import Path
 
 import torch
 
+from tests.conftest import train_args
+
 FAULTS = ("replace", "append", "timer", "corrupt")
 TIMING_KEYS = ("perf/env_steps_per_second", "perf/updates_per_second")
 
 
 def run_args(logdir: Path, steps: int) -> list[str]:
-    """A tiny CartPole run with frequent logs, checkpoints and replay chunks."""
-    args = ["train", "--env", "gym:CartPole-v1", "--size", "xs", "--steps", str(steps), "--prefill", "50",
-            "--train-ratio", "32", "--logdir", str(logdir), "--device", "cpu", "--seed", "3"]
-    for override in ("dims.deter=32", "dims.units=32", "dims.layers=1", "behavior.horizon=4", "replay.batch_size=4",
-                     "replay.batch_length=16", "run.log_every=25", "run.save_every=50", "replay.chunk=32"):
-        args += ["--set", override]
-    return args
+    """The tests' tiny CartPole run, with more frequent logs, checkpoints and replay chunks."""
+    return train_args(logdir, "gym:CartPole-v1", steps, "--train-ratio", "32", "--seed", "3", "--set",
+                      "run.log_every=25", "--set", "run.save_every=50", "--set", "replay.chunk=32")
 
 
 def _kill_self() -> None:

@@ -51,8 +51,6 @@ class AtariEnv(Adapter):
         self.env.unwrapped.np_random.bit_generator.state = noop_rng
 
     def _reset(self, seed):
-        seed = self._seed if seed is None else seed
-        self._seed = None
         image, _ = self.env.reset(seed=seed)
         return {"image": image}
 

@@ -25,10 +25,12 @@ def flag_spaces() -> dict[str, gym.spaces.Space]:
 
 class Adapter(gym.Env):
     """Base class: subclasses implement `_reset(seed) -> inputs` and
-    `_step(action) -> (inputs, reward, terminated, truncated)` and set the two spaces."""
+    `_step(action) -> (inputs, reward, terminated, truncated)`, set the two spaces, and may store
+    a construction seed in `_seed` for the first reset that names none."""
 
     metadata: dict[str, Any] = {"render_modes": []}
     inputs_space: gym.spaces.Dict  # model inputs (+ `log_` keys), without reward and flags
+    _seed: int | None = None  # the construction seed, for the first reset
 
     def _init_spaces(self, inputs: dict[str, gym.spaces.Space], action_space: gym.spaces.Space) -> None:
         self.inputs_space = gym.spaces.Dict(inputs)
@@ -46,6 +48,8 @@ class Adapter(gym.Env):
                 "is_last": np.bool_(last), "is_terminal": np.bool_(terminal)}
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
+        if seed is None:  # the seed given at construction applies to the first reset only
+            seed, self._seed = self._seed, None
         super().reset(seed=seed)
         return self._obs(self._reset(seed), 0.0, True, False, False), {}
 

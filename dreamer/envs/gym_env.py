@@ -47,8 +47,6 @@ class GymEnv(Adapter):
         return {"vector": np.asarray(obs, dtype=np.float32)}
 
     def _reset(self, seed):
-        seed = self._seed if seed is None else seed
-        self._seed = None  # the construction seed applies to the first reset only
         obs, _ = self.env.reset(seed=seed)
         return self._vector(obs)
 

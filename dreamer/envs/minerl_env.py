@@ -139,8 +139,6 @@ class MineRLEnv(Adapter):
         return action
 
     def _reset(self, seed):
-        seed = self._seed if seed is None else seed
-        self._seed = None  # the construction seed applies to the first reset only
         if seed is not None:
             self.env.seed(seed)
         obs = self.env.reset()
