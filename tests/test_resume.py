@@ -61,3 +61,21 @@ def test_killed_anywhere_and_resumed_equals_the_uninterrupted_run(tmp_path):
     report = kill_harness.run_with_kills(tmp_path / "killed", 200, random.Random(0), seconds, max_kills=4)
     assert report.total >= 2, report.attempts  # file-write faults fire early in every attempt
     kill_harness.compare_runs(tmp_path / "reference", tmp_path / "killed")
+
+
+def test_parallel_env_run_resumes_with_no_step_lost_or_repeated(tmp_path):
+    """Envs in subprocesses cannot be saved: the continued run starts new episodes, and its step
+    counter, train ratio, replay and logs go on from the checkpoint."""
+    from dreamer import checkpoint
+    from dreamer.cli import main
+    from dreamer.logging import read_jsonl
+    from tests.conftest import train_args
+
+    logdir = tmp_path / "run"
+    assert main(train_args(logdir, "gym:CartPole-v1", 100, "--envs", "2")) == 0
+    assert main(train_args(logdir, "gym:CartPole-v1", 200, "--envs", "2")) == 0
+    payload = checkpoint.load_latest(logdir / "checkpoints")[1]
+    assert payload["progress"]["step"] == 200 and payload["ranks"][0]["replay_written"] == [100, 100]
+    assert payload["ratio"] == {"steps": 150, "updates": 150}  # 150 steps after the prefill, 64 per update
+    steps = [r["step"] for r in read_jsonl(logdir / "metrics.jsonl")]
+    assert steps == [50, 100, 150, 200]
