@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from contextlib import nullcontext
 from typing import Any, Literal
 
 import gymnasium as gym
@@ -10,9 +9,10 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from dreamer import distributed
+from dreamer import distributed, precision
 from dreamer.behavior import Behavior
 from dreamer.config import Config, ConfigError
+from dreamer.nets.frozen import FrozenView
 from dreamer.nets.rssm import Latent
 from dreamer.optim import Optimizer
 from dreamer.world_model import WorldModel
@@ -45,7 +45,9 @@ class Agent(nn.Module):
             actor=cfg.actor, critic=cfg.critic, behavior=cfg.behavior,
         )
         self.optim_cfg = cfg.optim
+        self.precision = cfg.run.precision
         self._optims: dict[str, Optimizer] = {}
+        self._frozen_wm: list[FrozenView] = []  # built on first use, after `.to(device)`
         # What the updates call: the modules themselves, or their DDP wrappers after `distribute()`.
         self.replicas: dict[str, nn.Module] = {"world_model": self.wm, "behavior": self.behavior}
 
@@ -81,10 +83,20 @@ class Agent(nn.Module):
         self.replicas = {"world_model": DDP(self.wm, device_ids=ids),
                          "behavior": DDP(self.behavior, device_ids=ids, broadcast_buffers=False)}
 
+    @property
+    def compute_dtype(self) -> torch.dtype:
+        """The dtype of matmuls and convolutions in updates (`run.precision` on this device)."""
+        return precision.compute_dtype(self.precision, self.device)
+
     def _autocast(self):
-        if self.device.type == "cuda" and torch.cuda.is_bf16_supported():
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return nullcontext()
+        return precision.autocast(self.device, self.compute_dtype)
+
+    def frozen_world_model(self) -> WorldModel:
+        """The world model without parameter gradients, its weights cast once per update (call inside
+        the update's autocast); imagination runs on it."""
+        if not self._frozen_wm:
+            self._frozen_wm.append(FrozenView(self.wm, leave_out=(self.wm.encoder, self.wm.decoder)))
+        return self._frozen_wm[0].refresh()  # type: ignore[return-value]
 
     def to_tensors(self, data: dict[str, Any]) -> dict[str, Tensor]:
         """Arrays or tensors -> tensors on the agent's device (through pinned memory for CUDA)."""
@@ -122,7 +134,7 @@ class Agent(nn.Module):
         start = post.detach().map(lambda x: x.flatten(0, 1))  # (B*T, ...)
         start_cont = 1.0 - batch["is_terminal"].flatten().float()
         with self._autocast():
-            actor_loss, critic_loss, metrics = self.replicas["behavior"](self.wm, start, start_cont)
+            actor_loss, critic_loss, metrics = self.replicas["behavior"](self.frozen_world_model(), start, start_cont)
         actor, critic = self.optimizers()["actor"], self.optimizers()["critic"]
         actor.zero_grad()
         critic.zero_grad()

@@ -10,8 +10,6 @@ an autograd tape through the dynamics; continuous actors backpropagate returns t
 from __future__ import annotations
 
 import copy
-from contextlib import contextmanager
-from typing import Iterator
 
 import gymnasium as gym
 import torch
@@ -20,6 +18,7 @@ from torch import Tensor, nn
 from dreamer import distributed
 from dreamer.config import ActorConfig, BehaviorConfig, CriticConfig
 from dreamer.nets.dists import BoundedNormal, OneHotDist, TwoHot, unimix_logits
+from dreamer.nets.frozen import FrozenView
 from dreamer.nets.layers import MLP, linear
 from dreamer.nets.rssm import Latent
 from dreamer.world_model import WorldModel, action_dim
@@ -85,7 +84,7 @@ class Actor(nn.Module):
         self.discrete = isinstance(act_space, gym.spaces.Discrete)
         size = action_dim(act_space)
         self.mlp = MLP(feat_dim, cfg.units, cfg.layers)
-        self.out = linear(self.mlp.out_dim, size if self.discrete else 2 * size)
+        self.out = linear(self.mlp.out_dim, size if self.discrete else 2 * size, output=True)
 
     def forward(self, feat: Tensor) -> OneHotDist | BoundedNormal:
         raw = self.out(self.mlp(feat))
@@ -100,23 +99,10 @@ class Critic(nn.Module):
     def __init__(self, cfg: CriticConfig, feat_dim: int, bins: int):
         super().__init__()
         self.mlp = MLP(feat_dim, cfg.units, cfg.layers)
-        self.out = linear(self.mlp.out_dim, bins, zero=True)
+        self.out = linear(self.mlp.out_dim, bins, zero=True, output=True)
 
     def forward(self, feat: Tensor) -> Tensor:
         return self.out(self.mlp(feat))
-
-
-@contextmanager
-def frozen(*modules: nn.Module) -> Iterator[None]:
-    """Parameters get no gradient inside the block (activations still carry one)."""
-    params = [p for m in modules for p in m.parameters() if p.requires_grad]
-    for p in params:
-        p.requires_grad_(False)
-    try:
-        yield
-    finally:
-        for p in params:
-            p.requires_grad_(True)
 
 
 class Behavior(nn.Module):
@@ -136,6 +122,7 @@ class Behavior(nn.Module):
         self.actor = Actor(actor, feat_dim, act_space)
         self.critic = Critic(critic, feat_dim, twohot.bins.numel())
         self.slow_critic = copy.deepcopy(self.critic).requires_grad_(False)
+        self._frozen_critic: list[FrozenView] = []  # built on first use, on the critic's device
         self.return_norm = ReturnNorm(behavior.return_decay, behavior.return_low, behavior.return_high,
                                       behavior.return_floor)
         self.gamma = 1.0 - 1.0 / behavior.discount_horizon
@@ -144,8 +131,13 @@ class Behavior(nn.Module):
     def update_slow_critic(self, skipped: Tensor | None = None) -> None:
         """slow <- (1 - rate) slow + rate critic; not moved when the critic's step was `skipped` (1.0)."""
         rate = self.critic_cfg.slow_rate if skipped is None else self.critic_cfg.slow_rate * (1.0 - skipped)
-        for slow, fast in zip(self.slow_critic.parameters(), self.critic.parameters()):
-            slow.lerp_(fast, rate)
+        torch._foreach_lerp_(list(self.slow_critic.parameters()), list(self.critic.parameters()), rate)
+
+    def frozen_critic(self) -> nn.Module:
+        """The critic without parameter gradients, for returns backpropagated into a continuous actor."""
+        if not self._frozen_critic:
+            self._frozen_critic.append(FrozenView(self.critic))
+        return self._frozen_critic[0].refresh()
 
     def _policy(self, state: Latent) -> tuple[Tensor, Tensor]:
         """Sample an action; the aux output is the log-probability (discrete) or entropy."""
@@ -166,21 +158,20 @@ class Behavior(nn.Module):
     ) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
         """Actor and critic losses from imagined rollouts.
 
-        start: posterior states (N, ...), gradients stopped; start_cont (N,) = 1 - is_terminal.
+        wm: the world model's frozen view (`Agent.frozen_world_model`), so no gradient reaches its
+        parameters; start: posterior states (N, ...), gradients stopped; start_cont (N,) = 1 - is_terminal.
         """
         discrete = self.actor.discrete
-        with frozen(wm):
-            traj, _actions, aux = wm.rssm.imagine(start, self._policy, self.cfg.horizon, dynamics_grad=not discrete)
-            feat = traj.feat()  # (N, H+1, F)
-            reward = wm.twohot.mean(wm.reward(feat))  # (N, H+1)
-            cont = (wm.cont(feat) > 0).float() * self.gamma
-            cont = torch.cat([start_cont[:, None].float(), cont[:, 1:]], 1)
-            critic_logits = self.critic(feat.detach())  # (N, H+1, bins)
-            if discrete:
-                value = self.twohot.mean(critic_logits).detach()
-            else:
-                with frozen(self.critic):
-                    value = self.twohot.mean(self.critic(feat))
+        traj, _actions, aux = wm.rssm.imagine(start, self._policy, self.cfg.horizon, dynamics_grad=not discrete)
+        feat = traj.feat()  # (N, H+1, F)
+        reward = wm.twohot.mean(wm.reward(feat))  # (N, H+1)
+        cont = (wm.cont(feat) > 0).float() * self.gamma
+        cont = torch.cat([start_cont[:, None].float(), cont[:, 1:]], 1)
+        critic_logits = self.critic(feat.detach())  # (N, H+1, bins)
+        if discrete:
+            value = self.twohot.mean(critic_logits).detach()
+        else:
+            value = self.twohot.mean(self.frozen_critic()(feat))
         returns = lambda_return(reward, value, cont, self.cfg.lam)  # (N, H)
         weight = torch.cumprod(cont, 1).detach()[:, :-1]  # (N, H)
 

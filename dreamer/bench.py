@@ -13,6 +13,7 @@ import torch
 
 from torch.utils.flop_counter import FlopCounterMode
 
+from dreamer import precision
 from dreamer.agent import Agent
 from dreamer.config import Config
 
@@ -146,6 +147,7 @@ def bench(cfg: Config, updates: int, env_steps: int = 500, policy_steps: int = 5
     peak = matmul_peak(device)
     return {
         "env": cfg.env, "size": cfg.size, "device": str(device), "threads": torch.get_num_threads(),
+        "precision": precision.name(agent.compute_dtype),
         **agent.parameter_counts(),
         "world_model_ms": 1000 * learner["world_model_seconds"],
         "actor_critic_ms": 1000 * learner["actor_critic_seconds"],

@@ -22,6 +22,10 @@ def _config_args(parser: argparse.ArgumentParser) -> None:
                         help="dotted config override, e.g. --set rssm.deter=512 (repeatable)")
 
 
+def _precision_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--precision", help="auto (bf16 where the device has native bf16, else fp32), fp32, bf16")
+
+
 def _config(args: argparse.Namespace, **extra):
     flags = {"env": args.env, "size": getattr(args, "size", None), **extra}
     return load_config(args.overrides, flags)
@@ -55,7 +59,8 @@ def cmd_train(args: argparse.Namespace) -> None:
     from dreamer.train import train
 
     cfg = _config(args, train_ratio=args.train_ratio, steps=args.steps, seed=args.seed, logdir=args.logdir,
-                  device=args.device, envs=args.envs, prefill=args.prefill, replay_dir=args.replay_dir)
+                  device=args.device, envs=args.envs, prefill=args.prefill, replay_dir=args.replay_dir,
+                  precision=args.precision)
     existing = list_checkpoints(Path(cfg.logdir) / "checkpoints")
     if args.resume and not existing:
         raise ConfigError(f"--resume given but {cfg.logdir}/checkpoints holds no checkpoint")
@@ -131,13 +136,13 @@ def cmd_report(args: argparse.Namespace) -> None:
 def cmd_bench(args: argparse.Namespace) -> None:
     from dreamer.bench import bench
 
-    cfg = _config(args, device=args.device, train_ratio=args.train_ratio)
+    cfg = _config(args, device=args.device, train_ratio=args.train_ratio, precision=args.precision)
     result = bench(cfg, args.updates)
     if args.json:
         print(json.dumps(result, indent=2))
         return
     print(f"{cfg.env} size {cfg.size} on {result['device']} ({result['threads']} threads), "
-          f"{result['total']:,} parameters")
+          f"{result['total']:,} parameters, precision {result['precision']}")
     print(f"  update            {result['update_ms']:10.1f} ms  (world model {result['world_model_ms']:.1f}, "
           f"actor-critic {result['actor_critic_ms']:.1f}; median of {args.updates})")
     print(f"  FLOPs per update  {result['flops_per_update'] / 1e9:10.1f} G   achieved "
@@ -169,6 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--envs", type=int, help="parallel environments")
     p.add_argument("--prefill", type=int, help="random-action steps before training")
     p.add_argument("--replay-dir", help="where the replay's chunks go (default: LOGDIR/replay)")
+    _precision_arg(p)
     p.add_argument("--resume", action="store_true", help="require an existing checkpoint in the logdir")
     p.set_defaults(func=cmd_train)
 
@@ -215,6 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--updates", type=int, default=3, help="timed updates after one warm-up (median)")
     p.add_argument("--train-ratio", type=float, help="ratio for the full-run steps/s estimate")
     p.add_argument("--device", help="auto (CUDA if present), cpu, cuda, cuda:N")
+    _precision_arg(p)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_bench)
 

@@ -20,6 +20,8 @@ import yaml
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf import errors as oc_errors
 
+from dreamer.precision import PRECISIONS
+
 
 def _slug(text: str) -> str:
     """`gym:CartPole-v1` -> `gym-CartPole-v1`, for folder names."""
@@ -54,6 +56,7 @@ class RunConfig:
     eval_episodes: int = MISSING
     video_every: int = MISSING
     max_nonfinite: int = MISSING
+    precision: str = MISSING
 
 
 @dataclass
@@ -204,6 +207,7 @@ FLAG_KEYS = {
     "envs": "run.envs",
     "prefill": "run.prefill",
     "replay_dir": "replay.directory",
+    "precision": "run.precision",
 }
 
 
@@ -360,6 +364,8 @@ def validate(cfg: Config) -> None:
         )
     if cfg.replay.storage not in ("memory", "disk"):
         raise bad("replay.storage", "accepted: memory, disk")
+    if cfg.run.precision not in PRECISIONS:
+        raise bad("run.precision", f"accepted: {', '.join(PRECISIONS)}")
     if cfg.device not in ("auto", "cpu") and not cfg.device.startswith("cuda"):
         raise ConfigError(f"bad value for config key 'device': {cfg.device!r}; accepted: auto, cpu, cuda, cuda:N")
 

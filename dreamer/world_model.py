@@ -87,7 +87,7 @@ class Decoder(nn.Module):
         if self.vector_keys:
             self.sizes = [obs_space[k].shape[0] for k in self.vector_keys]
             self.mlp = MLP(feat_dim, cfg.mlp_units, cfg.mlp_layers)
-            self.vector_out = linear(self.mlp.out_dim, sum(self.sizes))
+            self.vector_out = linear(self.mlp.out_dim, sum(self.sizes), output=True)
 
     def predict(self, feat: Tensor) -> dict[str, Tensor]:
         """Predicted observations: images in [0, 1] units (N, H, W, C), vectors in symlog space."""
@@ -117,7 +117,7 @@ class RewardHead(nn.Module):
     def __init__(self, cfg: HeadConfig, feat_dim: int, twohot: TwoHot):
         super().__init__()
         self.mlp = MLP(feat_dim, cfg.units, cfg.layers)
-        self.out = linear(self.mlp.out_dim, twohot.bins.numel(), zero=True)
+        self.out = linear(self.mlp.out_dim, twohot.bins.numel(), zero=True, output=True)
 
     def forward(self, feat: Tensor) -> Tensor:
         return self.out(self.mlp(feat))  # (..., bins)
@@ -129,7 +129,7 @@ class ContinueHead(nn.Module):
     def __init__(self, cfg: HeadConfig, feat_dim: int):
         super().__init__()
         self.mlp = MLP(feat_dim, cfg.units, cfg.layers)
-        self.out = linear(self.mlp.out_dim, 1)
+        self.out = linear(self.mlp.out_dim, 1, output=True)
 
     def forward(self, feat: Tensor) -> Tensor:
         return self.out(self.mlp(feat)).squeeze(-1)  # (...,)

@@ -103,7 +103,7 @@ def test_gradient_routing(case):
     agent.zero_grad(set_to_none=True)
     start = post.detach().map(lambda x: x.flatten(0, 1))
     cont = 1.0 - batch["is_terminal"].flatten().float()
-    actor_loss, critic_loss, _ = agent.behavior.loss(agent.wm, start, cont)
+    actor_loss, critic_loss, _ = agent.behavior.loss(agent.frozen_world_model(), start, cont)
     actor_loss.backward(retain_graph=True)
     missing = [n for n, g in _grads(agent.behavior.actor).items() if g is None or not torch.any(g != 0)]
     assert not missing, f"actor parameters without gradient: {missing}"

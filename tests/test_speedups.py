@@ -18,13 +18,13 @@ def test_one_backward_for_actor_and_critic_equals_two():
     cont = torch.ones(start.deter.shape[0])
     norm = copy.deepcopy(agent.behavior.return_norm.state_dict())
     torch.manual_seed(2)
-    actor_loss, critic_loss, _ = agent.behavior.loss(agent.wm, start, cont)
+    actor_loss, critic_loss, _ = agent.behavior.loss(agent.frozen_world_model(), start, cont)
     (actor_loss + critic_loss).backward()
     together = [p.grad.clone() for p in agent.behavior.parameters() if p.grad is not None]
     agent.behavior.zero_grad(set_to_none=True)
     agent.behavior.return_norm.load_state_dict(norm)
     torch.manual_seed(2)
-    actor_loss, critic_loss, _ = agent.behavior.loss(agent.wm, start, cont)
+    actor_loss, critic_loss, _ = agent.behavior.loss(agent.frozen_world_model(), start, cont)
     actor_loss.backward(retain_graph=True)
     critic_loss.backward()
     apart = [p.grad.clone() for p in agent.behavior.parameters() if p.grad is not None]

@@ -71,14 +71,14 @@ class RSSM(nn.Module):
         self.initial = nn.Parameter(torch.zeros(cfg.deter))  # h_0 = tanh(initial)
         self.img_in = Dense(stoch_flat + action_dim, cfg.hidden)
         self.gru = LayerNormGRU(cfg.hidden, cfg.deter)
-        self.prior_net = nn.Sequential(Dense(cfg.deter, cfg.hidden), linear(cfg.hidden, stoch_flat))
+        self.prior_net = nn.Sequential(Dense(cfg.deter, cfg.hidden), linear(cfg.hidden, stoch_flat, output=True))
         # Posterior hidden layer on [h, e], kept as its two column blocks W_h and W_e (applied as
         # W_h h + W_e e) and initialised as the one Linear(deter + embed -> hidden) it is.
         weight = init_fan_avg_(torch.empty(cfg.hidden, cfg.deter + embed_dim), cfg.deter + embed_dim, cfg.hidden)
         self.post_deter = nn.Parameter(weight[:, : cfg.deter].clone())  # W_h (hidden, D)
         self.post_embed = nn.Parameter(weight[:, cfg.deter :].clone())  # W_e (hidden, E)
         self.post_norm = nn.LayerNorm(cfg.hidden, eps=NORM_EPS)
-        self.post_out = linear(cfg.hidden, stoch_flat)
+        self.post_out = linear(cfg.hidden, stoch_flat, output=True)
 
     # -- pieces ---------------------------------------------------------------------------------
     def _logits(self, raw: Tensor) -> Tensor:
