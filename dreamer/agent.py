@@ -22,12 +22,11 @@ Mode = Literal["train", "eval", "greedy"]
 
 
 def resolve_device(name: str) -> torch.device:
-    """`auto` picks CUDA when present, else CPU."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
+    """`auto` picks CUDA when present, else CPU; sets the backend up for it (`precision.configure_backend`)."""
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device {name!r} requested but CUDA is not available; accepted here: auto, cpu")
+    precision.configure_backend(device)
     return device
 
 
@@ -88,7 +87,7 @@ class Agent(nn.Module):
         """The dtype of matmuls and convolutions in updates (`run.precision` on this device)."""
         return precision.compute_dtype(self.precision, self.device)
 
-    def _autocast(self):
+    def autocast(self):
         return precision.autocast(self.device, self.compute_dtype)
 
     def frozen_world_model(self) -> WorldModel:
@@ -123,7 +122,7 @@ class Agent(nn.Module):
 
     def train_world_model(self, batch: dict[str, Tensor]) -> tuple[Latent, dict[str, Tensor]]:
         """World-model loss, backward and step; returns the posterior states (B, T, ...) and metrics."""
-        with self._autocast():
+        with self.autocast():
             wm_loss, post, metrics = self.replicas["world_model"](batch)
         metrics["grad_norm/world_model"] = self.optimizers()["world_model"].step(wm_loss)
         metrics["loss/world_model"] = wm_loss.detach()
@@ -133,7 +132,7 @@ class Agent(nn.Module):
         """Imagination from every posterior state, actor and critic steps, slow-critic EMA."""
         start = post.detach().map(lambda x: x.flatten(0, 1))  # (B*T, ...)
         start_cont = 1.0 - batch["is_terminal"].flatten().float()
-        with self._autocast():
+        with self.autocast():
             actor_loss, critic_loss, metrics = self.replicas["behavior"](self.frozen_world_model(), start, start_cont)
         actor, critic = self.optimizers()["actor"], self.optimizers()["critic"]
         actor.zero_grad()

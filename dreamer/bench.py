@@ -63,13 +63,21 @@ def median_seconds(fn, device: torch.device, repeats: int) -> float:
     return statistics.median(times)
 
 
-def matmul_peak(device: torch.device, size: int = 2048, repeats: int = 5) -> float:
-    """Measured FLOP/s of a square matrix multiply (fp32 on CPU, bf16 on CUDA)."""
-    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+def matmul_peak(device: torch.device, dtype: torch.dtype, size: int = 2048, repeats: int = 3) -> float:
+    """Measured FLOP/s of square matrix multiplies in `dtype`. On a GPU 32 of them run between two
+    syncs, so launch and sync latency do not count (one multiply per sync understates an H100's
+    bf16 peak by about 2x); a CPU has no such latency and runs one."""
+    chain = 32 if device.type == "cuda" else 1
     a = torch.randn(size, size, device=device, dtype=dtype)
     b = torch.randn(size, size, device=device, dtype=dtype)
-    torch.mm(a, b)
-    return 2 * size**3 / median_seconds(lambda: torch.mm(a, b), device, repeats)
+    out = torch.empty(size, size, device=device, dtype=dtype)
+
+    def run() -> None:
+        for _ in range(chain):
+            torch.mm(a, b, out=out)
+
+    run()
+    return chain * 2 * size**3 / median_seconds(run, device, repeats)
 
 
 def time_learner(agent: Agent, batch: dict[str, torch.Tensor], updates: int, warmup: int = 1) -> dict[str, float]:
@@ -144,7 +152,7 @@ def bench(cfg: Config, updates: int, env_steps: int = 500, policy_steps: int = 5
 
     updates_per_step = cfg.run.train_ratio / (cfg.replay.batch_size * cfg.replay.batch_length)
     seconds_per_step = 1 / env_sps + policy_s / envs + updates_per_step * learner["update_seconds"]
-    peak = matmul_peak(device)
+    peak = matmul_peak(device, agent.compute_dtype)
     return {
         "env": cfg.env, "size": cfg.size, "device": str(device), "threads": torch.get_num_threads(),
         "precision": precision.name(agent.compute_dtype),

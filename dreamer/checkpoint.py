@@ -16,6 +16,8 @@ from typing import Any
 
 import torch
 
+from dreamer import distributed
+
 FORMAT_VERSION = 2  # 2: checkpoints carry the envs, policy state and unlogged metric sums
 NAME = re.compile(r"^ckpt-(\d{10})\.pt$")
 
@@ -93,6 +95,34 @@ def load_latest(directory: Path, map_location: Any = "cpu") -> tuple[Path, dict[
             warnings.warn(f"{message}; falling back to {path.name}", stacklevel=2)
         return path, payload
     raise CheckpointError("; ".join(errors))
+
+
+def load_latest_on_all_ranks(directory: Path) -> tuple[Path, dict[str, Any]] | None:
+    """`load_latest` onto the CPU, where rank 0 alone chooses the checkpoint (falling back past
+    unreadable ones) and every rank loads that file, so all ranks continue from one step. A rank
+    that cannot read it stops every rank with the same error instead of leaving them waiting."""
+    if not distributed.active():
+        return load_latest(directory)
+    choice: Path | str | None = None
+    if distributed.is_main():
+        try:
+            found = load_latest(directory)
+            choice = found[0] if found else None
+        except CheckpointError as err:
+            choice = str(err)
+    choice = distributed.broadcast(choice)
+    if choice is None:
+        return None
+    if isinstance(choice, str):
+        raise CheckpointError(choice)
+    try:
+        payload, error = _read(choice, "cpu"), None
+    except CheckpointError as err:
+        payload, error = None, f"rank {distributed.rank()}: {err}"
+    errors = [e for e in distributed.gather(error) if e]
+    if errors:
+        raise CheckpointError("; ".join(errors))
+    return choice, payload
 
 
 def resolve(path: Path, map_location: Any = "cpu") -> tuple[Path, dict[str, Any]]:

@@ -82,6 +82,41 @@ def concat(tensor: Tensor) -> Tensor:
     return torch.cat(parts)
 
 
+def rank() -> int:
+    return dist.get_rank() if active() else 0
+
+
+def is_main() -> bool:
+    return rank() == 0
+
+
+def maximum(tensor: Tensor) -> Tensor:
+    """Elementwise maximum of `tensor` over the ranks (a new tensor; stays on the device, no host sync)."""
+    if not active():
+        return tensor
+    out = tensor.clone()
+    dist.all_reduce(out, op=dist.ReduceOp.MAX)
+    return out
+
+
+def broadcast(obj: Any) -> Any:
+    """Rank 0's picklable `obj` on every rank."""
+    if not active():
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def gather_to_main(obj: Any) -> list[Any] | None:
+    """Every rank's picklable `obj`, in rank order, on rank 0 only (None elsewhere)."""
+    if not active():
+        return [obj]
+    out: list[Any] | None = [None] * dist.get_world_size() if dist.get_rank() == 0 else None
+    dist.gather_object(obj, out, dst=0)
+    return out
+
+
 def gather(obj: Any) -> list[Any]:
     """Every rank's picklable `obj`, in rank order, on every rank."""
     if not active():

@@ -1,7 +1,8 @@
 """Adam with global-norm gradient clipping, one per trained part (design section 4).
 
-A non-finite gradient skips the step: the fused Adam kernel is told so on the device (its
-`found_inf`), leaves weights, moments and step count as they were, and needs no host sync.
+A non-finite loss or gradient skips the step: the fused Adam kernel is told so on the device (its
+`found_inf`, the maximum over the ranks of a data-parallel run), leaves weights, moments and step
+count as they were, and needs no host sync.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from typing import Iterable
 import torch
 from torch import Tensor, nn
 
+from dreamer import distributed
 from dreamer.config import OptimConfig
 
 
@@ -30,7 +32,10 @@ class Optimizer:
     def clip_and_step(self, loss: Tensor) -> Tensor:
         """Clip and step after `loss` was backpropagated; skipped if the loss or gradient is non-finite."""
         norm = nn.utils.clip_grad_norm_(self.params, self.clip, foreach=True)
-        self.adam.found_inf = (~(torch.isfinite(norm) & torch.isfinite(loss.detach()))).float()  # fused kernel reads it
+        nonfinite = (~(torch.isfinite(norm) & torch.isfinite(loss.detach()))).float()
+        # Under DDP every rank must skip together: the gradients are averaged, so a rank that
+        # stepped while another skipped would leave the replicas apart for good.
+        self.adam.found_inf = distributed.maximum(nonfinite)  # the fused kernel reads it
         self.adam.step()
         return norm
 

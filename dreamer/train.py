@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from dreamer import checkpoint, distributed, render
+from dreamer import checkpoint, distributed, precision, render
 from dreamer.agent import Agent, AgentPolicy
 from dreamer.config import Config, identity, to_yaml
 from dreamer.envs import make_vector, spaces
@@ -59,17 +59,21 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def rng_states() -> dict[str, Any]:
+def rng_states(device: torch.device) -> dict[str, Any]:
+    """The RNG states of this process, as CPU tensors: Python, NumPy, torch's CPU generator and
+    the generator of `device` alone when it is a GPU (not of every visible GPU)."""
+    cuda = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
     return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+            "cuda": cuda}
 
 
-def set_rng_states(states: dict[str, Any]) -> None:
+def set_rng_states(states: dict[str, Any], device: torch.device) -> None:
+    """Restore `rng_states`; the saved GPU state goes to `device`, whichever GPU index it has now."""
     random.setstate(states["python"])
     np.random.set_state(states["numpy"])
-    torch.set_rng_state(states["torch"])
-    if states["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(states["cuda"])
+    torch.set_rng_state(states["torch"].cpu())  # only a CPU byte tensor is accepted
+    if device.type == "cuda" and isinstance(states["cuda"], torch.Tensor):
+        torch.cuda.set_rng_state(states["cuda"].cpu(), device)
 
 
 def record_episodes(episodes: list[dict[str, float]], progress: Progress) -> dict[str, float]:
@@ -121,7 +125,9 @@ class Trainer:
             self.agent.distribute()
         self.logger = None
         if self.ranks.main:
-            checkpoint.atomic_write(self.logdir / "config.yaml", lambda f: f.write(to_yaml(cfg).encode()))
+            used = (f"# this process: device {self.device}, precision {precision.name(self.agent.compute_dtype)} "
+                    f"(run.precision: {cfg.run.precision})\n")
+            checkpoint.atomic_write(self.logdir / "config.yaml", lambda f: f.write((used + to_yaml(cfg)).encode()))
             self.logger = Logger(self.logdir, resume_step=self.progress.step)
         def make_envs(env_seed: int):
             return make_vector(cfg.env, cfg.environment, cfg.run.envs, seed=env_seed)
@@ -146,7 +152,9 @@ class Trainer:
         """The learning side of the newest checkpoint: model, optimisers, counters, RNGs, replay."""
         if self.ranks.main:
             checkpoint.remove_temp_files(self.logdir / "checkpoints")  # left by a killed run
-        found = checkpoint.load_latest(self.logdir / "checkpoints", map_location=self.device)
+        # On the CPU: RNG states must stay there; the model and optimiser states are copied onto
+        # the device by `load_state_dict`.
+        found = checkpoint.load_latest_on_all_ranks(self.logdir / "checkpoints")
         if found is None:
             return None
         path, payload = found
@@ -161,7 +169,7 @@ class Trainer:
                 f"{path} was saved by {len(payload['ranks'])} ranks; this run has {self.ranks.world}; "
                 f"accepted: the same number of processes")
         local = payload["ranks"][self.ranks.rank]
-        set_rng_states(local["rng"])
+        set_rng_states(local["rng"], self.device)
         self.replay.rng.bit_generator.state = local["replay_rng"]
         self.replay.load(local["replay_written"])
         return path, payload
@@ -169,8 +177,9 @@ class Trainer:
     def _restore_loop(self, payload: dict[str, Any]) -> None:
         """The collection side of a checkpoint: envs, policy state, prefill RNG, unlogged sums."""
         local = payload["ranks"][self.ranks.rank]
-        if self.driver.load_state_dict(local["driver"]):
-            self.policy.state = local["policy"]
+        if self.driver.load_state_dict(local["driver"]) and local["policy"] is not None:
+            latent, action = local["policy"]
+            self.policy.state = (latent.map(lambda x: x.to(self.device)), action.to(self.device))
         self.random_rng.bit_generator.state = local["random_rng"]
         self.metrics.load_state_dict(payload["metrics"])
         self.episode_stats.load_state_dict(payload["episode_stats"])
@@ -186,10 +195,10 @@ class Trainer:
         if self.policy.state is not None:  # (RSSM state, previous action), gathered through the host
             latent, action = self.policy.state
             policy_state = (latent.map(lambda x: x.cpu()), action.cpu())
-        local = {"rng": rng_states(), "replay_rng": self.replay.rng.bit_generator.state,
+        local = {"rng": rng_states(self.device), "replay_rng": self.replay.rng.bit_generator.state,
                  "replay_written": self.replay.written.tolist(), "driver": self.driver.state_dict(),
                  "policy": policy_state, "random_rng": self.random_rng.bit_generator.state}
-        ranks = distributed.gather(local)
+        ranks = distributed.gather_to_main(local)  # pickled envs travel to rank 0 only
         self.saved_step = self.progress.step
         if not self.ranks.main:
             return None
