@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
 import gymnasium as gym
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from dreamer import distributed, precision
+from dreamer import compiler, distributed, precision
 from dreamer.behavior import Behavior
 from dreamer.config import Config, ConfigError
 from dreamer.nets.frozen import FrozenView
@@ -44,9 +44,11 @@ class Agent(nn.Module):
             actor=cfg.actor, critic=cfg.critic, behavior=cfg.behavior,
         )
         self.optim_cfg = cfg.optim
-        self.precision = cfg.run.precision
+        self.precision, self.compile_setting = cfg.run.precision, cfg.run.compile
         self._optims: dict[str, Optimizer] = {}
-        self._frozen_wm: list[FrozenView] = []  # built on first use, after `.to(device)`
+        self._losses: dict[str, Callable] = {}
+        self.metric_names: list[str] = []
+        self.frozen_wm = FrozenView(self.wm, leave_out=(self.wm.encoder, self.wm.decoder))
         # What the updates call: the modules themselves, or their DDP wrappers after `distribute()`.
         self.replicas: dict[str, nn.Module] = {"world_model": self.wm, "behavior": self.behavior}
 
@@ -79,6 +81,7 @@ class Agent(nn.Module):
         from torch.nn.parallel import DistributedDataParallel as DDP
 
         ids = [self.device.index] if self.device.type == "cuda" else None
+        self._losses = {}  # built again around the replicas
         self.replicas = {"world_model": DDP(self.wm, device_ids=ids),
                          "behavior": DDP(self.behavior, device_ids=ids, broadcast_buffers=False)}
 
@@ -92,10 +95,10 @@ class Agent(nn.Module):
 
     def frozen_world_model(self) -> WorldModel:
         """The world model without parameter gradients, its weights cast once per update (call inside
-        the update's autocast); imagination runs on it."""
-        if not self._frozen_wm:
-            self._frozen_wm.append(FrozenView(self.wm, leave_out=(self.wm.encoder, self.wm.decoder)))
-        return self._frozen_wm[0].refresh()  # type: ignore[return-value]
+        the update's autocast); imagination runs on it. Refreshes the critic's frozen view too."""
+        if not self.behavior.actor.discrete:
+            self.behavior.frozen_critic.refresh()
+        return self.frozen_wm.refresh()  # type: ignore[return-value]
 
     def to_tensors(self, data: dict[str, Any]) -> dict[str, Tensor]:
         """Arrays or tensors -> tensors on the agent's device (through pinned memory for CUDA)."""
@@ -105,25 +108,43 @@ class Agent(nn.Module):
                 for k, v in tensors.items()}
 
     def train(self, batch: dict[str, Any] | bool = True) -> Any:  # type: ignore[override]
-        """One update of world model, actor and critic on a (B, T) replay batch; returns metrics.
+        """One update of world model, actor and critic on a (B, T) replay batch; returns metrics
+        as floats (a host sync: a training loop uses `update` and reads them later).
 
         Called with a bool it is `nn.Module.train(mode)`, so `.eval()` keeps working.
         """
         if isinstance(batch, bool):
             return super().train(batch)
+        return self.read_metrics(self.update(batch))
+
+    def update(self, batch: dict[str, Any]) -> Tensor:
+        """One update without a host sync; returns its metrics as one device tensor, in the order
+        of `metric_names` (rank means in a data-parallel run)."""
         batch = self.to_tensors(batch)
         post, metrics = self.train_world_model(batch)
         metrics.update(self.train_behavior(post, batch))
         # 1 where any part's loss or gradient was non-finite and its step skipped
         metrics["train/skipped"] = torch.stack([o.skipped for o in self.optimizers().values()]).max()
-        names = list(metrics)
-        values = distributed.mean(torch.stack([metrics[k].detach().float() for k in names]))
-        return dict(zip(names, values.tolist()))  # one host sync
+        self.metric_names = list(metrics)
+        return distributed.mean(torch.stack([metrics[k].detach().float() for k in self.metric_names]))
+
+    def read_metrics(self, values: Tensor) -> dict[str, float]:
+        """`update`'s tensor -> {name: float}; waits for that update to finish."""
+        return dict(zip(self.metric_names, values.tolist()))
+
+    def losses(self) -> dict[str, Callable]:
+        """The world-model and behavior losses updates call: the modules (or their DDP replicas),
+        compiled where `run.compile` says so (built on first use, after `.to()` and `distribute()`)."""
+        if not self._losses:
+            self._losses = dict(self.replicas)
+            if compiler.enabled(self.compile_setting, self.device):
+                self._losses = {name: compiler.compile_loss(fn, self.device, name) for name, fn in self.replicas.items()}
+        return self._losses
 
     def train_world_model(self, batch: dict[str, Tensor]) -> tuple[Latent, dict[str, Tensor]]:
         """World-model loss, backward and step; returns the posterior states (B, T, ...) and metrics."""
         with self.autocast():
-            wm_loss, post, metrics = self.replicas["world_model"](batch)
+            wm_loss, post, metrics = self.losses()["world_model"](batch)
         metrics["grad_norm/world_model"] = self.optimizers()["world_model"].step(wm_loss)
         metrics["loss/world_model"] = wm_loss.detach()
         return post, metrics
@@ -133,7 +154,8 @@ class Agent(nn.Module):
         start = post.detach().map(lambda x: x.flatten(0, 1))  # (B*T, ...)
         start_cont = 1.0 - batch["is_terminal"].flatten().float()
         with self.autocast():
-            actor_loss, critic_loss, metrics = self.replicas["behavior"](self.frozen_world_model(), start, start_cont)
+            wm = self.frozen_world_model()
+            actor_loss, critic_loss, metrics = self.losses()["behavior"](wm, start, start_cont)
         actor, critic = self.optimizers()["actor"], self.optimizers()["critic"]
         actor.zero_grad()
         critic.zero_grad()

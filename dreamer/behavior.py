@@ -122,7 +122,9 @@ class Behavior(nn.Module):
         self.actor = Actor(actor, feat_dim, act_space)
         self.critic = Critic(critic, feat_dim, twohot.bins.numel())
         self.slow_critic = copy.deepcopy(self.critic).requires_grad_(False)
-        self._frozen_critic: list[FrozenView] = []  # built on first use, on the critic's device
+        # The critic without parameter gradients, for returns backpropagated into a continuous
+        # actor; refreshed once per update by `Agent.frozen_world_model`.
+        self.frozen_critic = FrozenView(self.critic)
         self.return_norm = ReturnNorm(behavior.return_decay, behavior.return_low, behavior.return_high,
                                       behavior.return_floor)
         self.gamma = 1.0 - 1.0 / behavior.discount_horizon
@@ -133,11 +135,6 @@ class Behavior(nn.Module):
         rate = self.critic_cfg.slow_rate if skipped is None else self.critic_cfg.slow_rate * (1.0 - skipped)
         torch._foreach_lerp_(list(self.slow_critic.parameters()), list(self.critic.parameters()), rate)
 
-    def frozen_critic(self) -> nn.Module:
-        """The critic without parameter gradients, for returns backpropagated into a continuous actor."""
-        if not self._frozen_critic:
-            self._frozen_critic.append(FrozenView(self.critic))
-        return self._frozen_critic[0].refresh()
 
     def _policy(self, state: Latent) -> tuple[Tensor, Tensor]:
         """Sample an action; the aux output is the log-probability (discrete) or entropy."""
@@ -171,7 +168,7 @@ class Behavior(nn.Module):
         if discrete:
             value = self.twohot.mean(critic_logits).detach()
         else:
-            value = self.twohot.mean(self.frozen_critic()(feat))
+            value = self.twohot.mean(self.frozen_critic.view(feat))
         returns = lambda_return(reward, value, cont, self.cfg.lam)  # (N, H)
         weight = torch.cumprod(cont, 1).detach()[:, :-1]  # (N, H)
 

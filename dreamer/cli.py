@@ -22,8 +22,9 @@ def _config_args(parser: argparse.ArgumentParser) -> None:
                         help="dotted config override, e.g. --set rssm.deter=512 (repeatable)")
 
 
-def _precision_arg(parser: argparse.ArgumentParser) -> None:
+def _speed_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--precision", help="auto (bf16 where the device has native bf16, else fp32), fp32, bf16")
+    parser.add_argument("--compile", help="auto (where measured faster), on, off: torch.compile of the update")
 
 
 def _config(args: argparse.Namespace, **extra):
@@ -60,7 +61,7 @@ def cmd_train(args: argparse.Namespace) -> None:
 
     cfg = _config(args, train_ratio=args.train_ratio, steps=args.steps, seed=args.seed, logdir=args.logdir,
                   device=args.device, envs=args.envs, prefill=args.prefill, replay_dir=args.replay_dir,
-                  precision=args.precision)
+                  precision=args.precision, compile=args.compile)
     existing = list_checkpoints(Path(cfg.logdir) / "checkpoints")
     if args.resume and not existing:
         raise ConfigError(f"--resume given but {cfg.logdir}/checkpoints holds no checkpoint")
@@ -136,7 +137,8 @@ def cmd_report(args: argparse.Namespace) -> None:
 def cmd_bench(args: argparse.Namespace) -> None:
     from dreamer.bench import bench
 
-    cfg = _config(args, device=args.device, train_ratio=args.train_ratio, precision=args.precision)
+    cfg = _config(args, device=args.device, train_ratio=args.train_ratio, precision=args.precision,
+                  compile=args.compile)
     result = bench(cfg, args.updates)
     if args.json:
         print(json.dumps(result, indent=2))
@@ -174,7 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--envs", type=int, help="parallel environments")
     p.add_argument("--prefill", type=int, help="random-action steps before training")
     p.add_argument("--replay-dir", help="where the replay's chunks go (default: LOGDIR/replay)")
-    _precision_arg(p)
+    _speed_args(p)
     p.add_argument("--resume", action="store_true", help="require an existing checkpoint in the logdir")
     p.set_defaults(func=cmd_train)
 
@@ -221,7 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--updates", type=int, default=3, help="timed updates after one warm-up (median)")
     p.add_argument("--train-ratio", type=float, help="ratio for the full-run steps/s estimate")
     p.add_argument("--device", help="auto (CUDA if present), cpu, cuda, cuda:N")
-    _precision_arg(p)
+    _speed_args(p)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_bench)
 

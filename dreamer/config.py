@@ -20,6 +20,7 @@ import yaml
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf import errors as oc_errors
 
+from dreamer.compiler import SETTINGS as COMPILE_SETTINGS
 from dreamer.precision import PRECISIONS
 
 
@@ -57,6 +58,7 @@ class RunConfig:
     video_every: int = MISSING
     max_nonfinite: int = MISSING
     precision: str = MISSING
+    compile: str = MISSING
 
 
 @dataclass
@@ -208,6 +210,7 @@ FLAG_KEYS = {
     "prefill": "run.prefill",
     "replay_dir": "replay.directory",
     "precision": "run.precision",
+    "compile": "run.compile",
 }
 
 
@@ -366,6 +369,8 @@ def validate(cfg: Config) -> None:
         raise bad("replay.storage", "accepted: memory, disk")
     if cfg.run.precision not in PRECISIONS:
         raise bad("run.precision", f"accepted: {', '.join(PRECISIONS)}")
+    if cfg.run.compile not in COMPILE_SETTINGS:
+        raise bad("run.compile", f"accepted: {', '.join(COMPILE_SETTINGS)}")
     if cfg.device not in ("auto", "cpu") and not cfg.device.startswith("cuda"):
         raise ConfigError(f"bad value for config key 'device': {cfg.device!r}; accepted: auto, cpu, cuda, cuda:N")
 
@@ -377,6 +382,8 @@ def _to_config(node: DictConfig) -> Config:
     except oc_errors.OmegaConfBaseException as err:
         raise ConfigError(_describe(err)) from None
     assert isinstance(cfg, Config)
+    # YAML reads a bare on/off as a boolean, which a str field then holds as "True"/"False"
+    cfg.run.compile = {"True": "on", "False": "off"}.get(str(cfg.run.compile), cfg.run.compile)
     validate(cfg)
     return cfg
 

@@ -32,7 +32,10 @@ class TwoHot(nn.Module):
 
     def __init__(self, bins: int, limit: float):
         super().__init__()
-        self.register_buffer("bins", torch.linspace(-limit, limit, bins), persistent=False)
+        spaced = torch.linspace(-limit, limit, bins)
+        # exactly antisymmetric (b_i = -b_{K-1-i}, a middle bin exactly 0), which `mean` relies on
+        self.register_buffer("bins", (spaced - spaced.flip(0)) / 2, persistent=False)
+        self.half = bins // 2
 
     def encode(self, y: Tensor) -> Tensor:
         """(...,) raw values -> (..., K) two-hot weights."""
@@ -45,8 +48,16 @@ class TwoHot(nn.Module):
         return F.one_hot(below, k) * (1 - w_hi)[..., None] + F.one_hot(above, k) * w_hi[..., None]
 
     def mean(self, logits: Tensor) -> Tensor:
-        """(..., K) logits -> (...,) predicted raw value."""
-        return symexp((torch.softmax(logits.float(), -1) * self.bins).sum(-1))
+        """(..., K) logits -> (...,) predicted raw value.
+
+        sum_i p_i b_i is summed as sum over the upper half of (p_i - p_mirror(i)) b_i, which is the
+        same sum for antisymmetric bins: equal probabilities (the zero-initialised heads) then give
+        exactly 0 however the sum is ordered or fused, where the plain sum leaves rounding noise.
+        """
+        probs = torch.softmax(logits.float(), -1)
+        upper = probs[..., -self.half :]  # (..., K//2) bins above the middle
+        mirrored = probs[..., : self.half].flip(-1)  # their mirror images below it
+        return symexp(((upper - mirrored) * self.bins[-self.half :]).sum(-1))
 
     def loss(self, logits: Tensor, y: Tensor) -> Tensor:
         """Cross-entropy of (..., K) logits against the two-hot encoding of (...,) targets."""

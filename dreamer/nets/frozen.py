@@ -28,36 +28,46 @@ def _cast_by_autocast(module: nn.Module) -> bool:
 
 class FrozenView:
     """`refresh()` returns the view of `module`, its weights current; call it once per update, inside
-    the autocast context the view will be used in. Build it after the module is on its device.
+    the autocast context the view will be used in (and outside a compiled region: it is cheap,
+    a check per parameter and one list copy). `view` is the module as last refreshed.
     Submodules in `leave_out` are None in the view (parts the view's user never calls)."""
 
     def __init__(self, module: nn.Module, leave_out: tuple[nn.Module, ...] = ()):
         shared: dict[int, object] = {id(t): t for t in (*module.parameters(), *module.buffers())}
         shared.update({id(m): None for m in leave_out})
         self.view = copy.deepcopy(module, memo=shared)  # the structure; every tensor shared
-        self.casts: list[tuple[nn.Module, str, Tensor]] = []  # (view module, name, live parameter)
+        self.entries: list[tuple[nn.Module, str, nn.Parameter, bool]] = []  # (view module, name, live, cast?)
         for sub in self.view.modules():
             for name, param in list(sub._parameters.items()):
                 if param is None:
                     continue
                 del sub._parameters[name]
                 sub.register_buffer(name, param.detach(), persistent=False)  # an alias
-                if _cast_by_autocast(sub):
-                    self.casts.append((sub, name, param))
-        self.dtype = torch.float32
+                self.entries.append((sub, name, param, _cast_by_autocast(sub)))
 
-    def _target_dtype(self) -> torch.dtype:
-        device = self.casts[0][2].device.type if self.casts else "cpu"
-        return torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else torch.float32
+    @staticmethod
+    def _autocast_dtype(device: torch.device) -> torch.dtype:
+        if torch.is_autocast_enabled(device.type):
+            return torch.get_autocast_dtype(device.type)
+        return torch.float32
 
     @torch.no_grad()
     def refresh(self) -> nn.Module:
-        dtype = self._target_dtype()
-        if dtype != self.dtype:  # rebind: fp32 aliases, or new tensors of the autocast dtype
-            for sub, name, param in self.casts:
-                setattr(sub, name, param.detach() if dtype == torch.float32 else torch.empty_like(param, dtype=dtype))
-            self.dtype = dtype
-        if dtype != torch.float32 and self.casts:
-            targets = [getattr(sub, name) for sub, name, _ in self.casts]
-            torch._foreach_copy_(targets, [param for _, _, param in self.casts])  # one cast per weight
+        """Rebind what is stale (after `.to(device)` or a change of precision), then copy the live
+        weights into the cast ones: one conversion per weight and update."""
+        targets, sources = [], []
+        for sub, name, param, cast in self.entries:
+            held = getattr(sub, name)
+            dtype = self._autocast_dtype(param.device) if cast else param.dtype
+            if dtype == param.dtype:
+                if held.data_ptr() != param.data_ptr() or held.dtype != param.dtype:
+                    setattr(sub, name, param.detach())
+                continue
+            if held.dtype != dtype or held.device != param.device:
+                held = torch.empty_like(param, dtype=dtype)
+                setattr(sub, name, held)
+            targets.append(held)
+            sources.append(param)
+        if targets:
+            torch._foreach_copy_(targets, sources)
         return self.view

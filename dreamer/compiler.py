@@ -1,0 +1,58 @@
+"""Compiled updates (`run.compile`): the one place that decides whether and how to compile.
+
+The world-model loss and the imagination/actor/critic loss are each compiled whole by
+`torch.compile` (TorchDynamo + Inductor): one graph each, the RSSM's 64 observe steps and the 15
+imagination steps unrolled at their fixed trip counts, elementwise work fused; AOTAutograd compiles
+their backward passes too. Optimiser steps stay outside (fused Adam: one kernel per group, no host
+sync). Shapes are fixed for a run, so the graphs are built once at the first update and never
+again (tested with `error_on_recompile`). On CUDA the graphs also run as CUDA graphs
+(`mode="reduce-overhead"`), which removes the launch overhead of thousands of small kernels.
+
+    off    eager.
+    on     compiled on every device.
+    auto   compiled where it was measured faster (see `AUTO_DEVICES` and BENCHMARKS.md).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any, Callable
+
+import torch
+
+SETTINGS = ("auto", "on", "off")
+AUTO_DEVICES = ("cuda",)  # device types where `auto` compiles
+
+
+def enabled(setting: str, device: torch.device) -> bool:
+    if setting not in SETTINGS:
+        raise ValueError(f"unknown compile setting {setting!r}; accepted: {', '.join(SETTINGS)}")
+    return setting == "on" or (setting == "auto" and device.type in AUTO_DEVICES)
+
+
+def mode(device: torch.device) -> str:
+    """CUDA graphs on CUDA; Inductor's default elsewhere."""
+    return "reduce-overhead" if device.type == "cuda" else "default"
+
+
+class CompiledLoss:
+    """A loss module compiled on its first call; prints how long that took, once."""
+
+    def __init__(self, fn: Callable, device: torch.device, name: str):
+        self.fn = torch.compile(fn, mode=mode(device), dynamic=False)
+        self.name = name
+        self.compile_seconds: float | None = None
+
+    def __call__(self, *args: Any) -> Any:
+        if self.compile_seconds is not None:
+            return self.fn(*args)
+        start = time.perf_counter()
+        out = self.fn(*args)  # traces and compiles the forward; the backward compiles on its first call
+        self.compile_seconds = time.perf_counter() - start
+        print(f"dreamer: compiled the {self.name} loss in {self.compile_seconds:.1f} s", file=sys.stderr)
+        return out
+
+
+def compile_loss(fn: Callable, device: torch.device, name: str) -> CompiledLoss:
+    return CompiledLoss(fn, device, name)

@@ -1,0 +1,74 @@
+"""The compiled update (`run.compile=on`) on CPU: the same numbers as eager, one graph per loss,
+no recompiles and no host syncs inside an update."""
+
+import pytest
+import torch
+import torch._dynamo
+import torch._inductor.config
+
+from dreamer import compiler
+from dreamer.agent import Agent
+from tests.conftest import act_space, obs_space, random_batch, tiny_config
+
+SHAPES = {"vector-discrete": (obs_space(image=False, vector=4), act_space()),
+          "image-continuous": (obs_space(image=True), act_space(discrete=False, size=2))}
+
+
+def _agent(compile_setting: str, obs, act) -> Agent:
+    torch.manual_seed(0)
+    return Agent(tiny_config(f"run.compile={compile_setting}", "behavior.horizon=3"), obs, act)
+
+
+@pytest.mark.parametrize("shapes", SHAPES)
+def test_compiled_updates_equal_eager_in_fp32(shapes, monkeypatch):
+    monkeypatch.setattr(torch._inductor.config, "fallback_random", True)  # eager's random streams
+    obs, act = SHAPES[shapes]
+    batches = [random_batch(obs, act, batch=2, length=5, seed=i) for i in range(3)]
+    runs = {}
+    for setting in ("off", "on"):
+        torch._dynamo.reset()
+        agent = _agent(setting, obs, act)
+        torch.manual_seed(1)
+        metrics = []
+        for i, batch in enumerate(batches):
+            if i == 1:  # after the first update's compilation nothing may compile again
+                monkeypatch.setattr(torch._dynamo.config, "error_on_recompile", True)
+            metrics.append(agent.train(batch))
+        monkeypatch.setattr(torch._dynamo.config, "error_on_recompile", False)
+        grads = {n: p.grad.clone() for n, p in agent.behavior.named_parameters() if p.grad is not None}
+        runs[setting] = (metrics, agent.state_dict(), grads, agent)
+    (eager_metrics, eager_state, eager_grads, _), (metrics, state, grads, agent) = runs["off"], runs["on"]
+    assert isinstance(agent.losses()["world_model"], compiler.CompiledLoss)
+    for want, got in zip(eager_metrics, metrics):
+        for key in want:
+            assert got[key] == pytest.approx(want[key], rel=1e-5, abs=1e-5, nan_ok=True), key
+    for key in eager_state:
+        torch.testing.assert_close(state[key], eager_state[key], rtol=1e-5, atol=1e-5, msg=key)
+    assert grads.keys() == eager_grads.keys() and grads
+    for key in grads:
+        torch.testing.assert_close(grads[key], eager_grads[key], rtol=1e-5, atol=1e-5, msg=key)
+
+
+@pytest.mark.parametrize("shapes", SHAPES)
+def test_each_loss_is_one_graph(shapes):
+    obs, act = SHAPES[shapes]
+    agent = _agent("off", obs, act)
+    batch = agent.to_tensors(random_batch(obs, act, batch=2, length=5))
+    torch._dynamo.reset()
+    explained = torch._dynamo.explain(agent.wm.loss)(batch)
+    assert (explained.graph_count, explained.graph_break_count) == (1, 0), explained.break_reasons
+    post = agent.wm.loss(batch)[1]
+    start = post.detach().map(lambda x: x.flatten(0, 1))
+    cont = 1.0 - batch["is_terminal"].flatten().float()
+    explained = torch._dynamo.explain(agent.behavior.loss)(agent.frozen_world_model(), start, cont)
+    assert (explained.graph_count, explained.graph_break_count) == (1, 0), explained.break_reasons
+
+
+def test_compile_setting_per_device():
+    cpu, cuda = torch.device("cpu"), torch.device("cuda", 0)
+    assert compiler.enabled("on", cpu) and not compiler.enabled("off", cuda)
+    assert compiler.enabled("auto", cuda) == ("cuda" in compiler.AUTO_DEVICES)
+    assert compiler.enabled("auto", cpu) == ("cpu" in compiler.AUTO_DEVICES)
+    assert compiler.mode(cuda) == "reduce-overhead" and compiler.mode(cpu) == "default"
+    with pytest.raises(ValueError, match="accepted: auto, on, off"):
+        compiler.enabled("yes", cpu)
