@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Literal
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator, Literal
 
 import gymnasium as gym
 import numpy as np
@@ -140,6 +141,15 @@ class Agent(nn.Module):
             if compiler.enabled(self.compile_setting, self.device):
                 self._losses = {name: compiler.compile_loss(fn, self.device, name) for name, fn in self.replicas.items()}
         return self._losses
+
+    @contextmanager
+    def eager(self) -> Iterator[None]:
+        """Updates inside the block run uncompiled (for FLOP and op counters)."""
+        saved, self._losses = self.losses(), dict(self.replicas)
+        try:
+            yield
+        finally:
+            self._losses = saved
 
     def train_world_model(self, batch: dict[str, Tensor]) -> tuple[Latent, dict[str, Tensor]]:
         """World-model loss, backward and step; returns the posterior states (B, T, ...) and metrics."""

@@ -133,7 +133,10 @@ class Behavior(nn.Module):
     def update_slow_critic(self, skipped: Tensor | None = None) -> None:
         """slow <- (1 - rate) slow + rate critic; not moved when the critic's step was `skipped` (1.0)."""
         rate = self.critic_cfg.slow_rate if skipped is None else self.critic_cfg.slow_rate * (1.0 - skipped)
-        torch._foreach_lerp_(list(self.slow_critic.parameters()), list(self.critic.parameters()), rate)
+        slow = list(self.slow_critic.parameters())
+        steps = torch._foreach_sub(list(self.critic.parameters()), slow)
+        torch._foreach_mul_(steps, rate)  # a device tensor: no host read (`_foreach_lerp_` reads it)
+        torch._foreach_add_(slow, steps)
 
 
     def _policy(self, state: Latent) -> tuple[Tensor, Tensor]:

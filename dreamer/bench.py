@@ -13,7 +13,9 @@ import torch
 
 from torch.utils.flop_counter import FlopCounterMode
 
-from dreamer import precision
+import torch._inductor.config
+
+from dreamer import compiler, precision
 from dreamer.agent import Agent
 from dreamer.config import Config
 
@@ -103,9 +105,54 @@ def time_learner(agent: Agent, batch: dict[str, torch.Tensor], updates: int, war
 
 def count_update_flops(agent: Agent, batch: dict[str, torch.Tensor]) -> int:
     """FLOPs of one full update (matmuls and convolutions, forward and backward)."""
-    with FlopCounterMode(display=False) as counter:
+    with agent.eager(), FlopCounterMode(display=False) as counter:
         agent.train(batch)
     return counter.get_total_flops()
+
+
+NOT_KERNELS = {"empty", "empty_strided", "empty_like", "resolve_conj", "resolve_neg", "lift_fresh"}
+HOST_SYNCS = {"_local_scalar_dense", "nonzero", "masked_select", "_unique2",
+              "cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaEventSynchronize"}
+# CPU kernels that read their scalar arguments from (host) memory, which on a GPU they read on the device
+READS_ON_DEVICE = ("aten::_fused_adam_",)
+
+
+def _inside(event, names: tuple[str, ...]) -> bool:
+    parent = event.cpu_parent
+    while parent is not None:
+        if parent.name in names:
+            return True
+        parent = parent.cpu_parent
+    return False
+
+
+def _is_view(op: str) -> bool:
+    packet = getattr(torch.ops.aten, op, None)
+    if packet is None:
+        return False
+    return any(getattr(packet, name).is_view for name in packet.overloads())
+
+
+def count_update_kernels(agent: Agent, batch: dict[str, torch.Tensor]) -> dict[str, int]:
+    """Kernels one update runs and the host syncs inside it, from the profiler's events: eager
+    aten ops that do work themselves (leaves of the op tree, views and allocations left out),
+    plus Inductor's generated kernels where the update is compiled."""
+    from torch.profiler import profile
+
+    with profile() as prof:
+        agent.update(batch)
+    kernels = syncs = 0
+    for event in prof.events():
+        name = event.name
+        if name.startswith("graph_") and "fused" in name or name.startswith("triton_"):
+            kernels += 1
+            continue
+        op = name[len("aten::"):] if name.startswith("aten::") else name
+        if op in HOST_SYNCS and not _inside(event, READS_ON_DEVICE):
+            syncs += 1
+        if name.startswith("aten::") and not event.cpu_children and op not in NOT_KERNELS and not _is_view(op):
+            kernels += 1
+    return {"kernels": kernels, "host_syncs": syncs}
 
 
 def peak_memory_gb(device: torch.device) -> float:
@@ -133,8 +180,17 @@ def bench(cfg: Config, updates: int, env_steps: int = 500, policy_steps: int = 5
     agent, batch = agent_and_batch(cfg)
     device = agent.device
     obs_space, act_space = agent.obs_space, agent.act_space
-    learner = time_learner(agent, batch, updates)
+    compiled = compiler.enabled(cfg.run.compile, device)
+    if compiled:  # Inductor's kernels then show in the profiler, for the kernel count
+        torch._inductor.config.cpp.enable_kernel_profile = True
+    start = time.perf_counter()
+    agent.train(batch)
+    first_update = time.perf_counter() - start
+    learner = time_learner(agent, batch, updates, warmup=0)
     flops = count_update_flops(agent, batch)
+    kernels = count_update_kernels(agent, batch)
+    with agent.eager():
+        eager_kernels = count_update_kernels(agent, batch) if compiled else kernels
 
     envs = cfg.run.envs
     obs = {k: v[:envs, 0] for k, v in random_batch(obs_space, act_space, envs, 1).items()}
@@ -155,7 +211,8 @@ def bench(cfg: Config, updates: int, env_steps: int = 500, policy_steps: int = 5
     peak = matmul_peak(device, agent.compute_dtype)
     return {
         "env": cfg.env, "size": cfg.size, "device": str(device), "threads": torch.get_num_threads(),
-        "precision": precision.name(agent.compute_dtype),
+        "precision": precision.name(agent.compute_dtype), "compiled": compiled,
+        "compile_seconds": first_update - learner["update_seconds"] if compiled else 0.0,
         **agent.parameter_counts(),
         "world_model_ms": 1000 * learner["world_model_seconds"],
         "actor_critic_ms": 1000 * learner["actor_critic_seconds"],
@@ -169,4 +226,7 @@ def bench(cfg: Config, updates: int, env_steps: int = 500, policy_steps: int = 5
         "achieved_flops_per_second": flops / learner["update_seconds"],
         "matmul_peak_flops_per_second": peak,
         "fraction_of_peak": flops / learner["update_seconds"] / peak,
+        "kernels_per_update": kernels["kernels"],
+        "eager_kernels_per_update": eager_kernels["kernels"],
+        "host_syncs_per_update": kernels["host_syncs"],
     }

@@ -150,6 +150,9 @@ def cmd_bench(args: argparse.Namespace) -> None:
     print(f"  FLOPs per update  {result['flops_per_update'] / 1e9:10.1f} G   achieved "
           f"{result['achieved_flops_per_second'] / 1e9:.1f} GFLOP/s = {100 * result['fraction_of_peak']:.0f}% "
           f"of the measured matmul peak {result['matmul_peak_flops_per_second'] / 1e9:.1f} GFLOP/s")
+    compiled = f"compiled in {result['compile_seconds']:.1f} s" if result["compiled"] else "eager"
+    print(f"  kernels           {result['kernels_per_update']:10,d} per update ({compiled}; "
+          f"{result['eager_kernels_per_update']:,d} eager), {result['host_syncs_per_update']} host syncs inside it")
     print(f"  policy            {result['policy_ms_per_step']:10.2f} ms per step ({cfg.run.envs} envs)")
     print(f"  collection        {result['env_steps_per_second']:10.1f} env steps/s (random actions)")
     print(f"  full run          {result['run_steps_per_second']:10.2f} env steps/s at train ratio "

@@ -25,6 +25,8 @@ class Optimizer:
         self.params = [p for p in params if p.requires_grad]
         self.clip = cfg.clip
         self.adam = torch.optim.Adam(self.params, lr=cfg.lr, eps=cfg.eps, fused=True)
+        # 1.0 skips the step; one persistent device tensor that the fused kernel reads
+        self.adam.found_inf = torch.zeros((), device=self.params[0].device)
 
     def zero_grad(self) -> None:
         self.adam.zero_grad(set_to_none=True)
@@ -35,7 +37,7 @@ class Optimizer:
         nonfinite = (~(torch.isfinite(norm) & torch.isfinite(loss.detach()))).float()
         # Under DDP every rank must skip together: the gradients are averaged, so a rank that
         # stepped while another skipped would leave the replicas apart for good.
-        self.adam.found_inf = distributed.maximum(nonfinite)  # the fused kernel reads it
+        self.adam.found_inf.copy_(distributed.maximum(nonfinite))
         self.adam.step()
         return norm
 

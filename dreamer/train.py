@@ -24,7 +24,7 @@ import random
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -143,6 +143,7 @@ class Trainer:
         self.timers = {"env": 0.0, "train": 0.0, "env_steps": 0, "updates": 0}
         self.logged_step = -1
         self.nonfinite = 0  # updates skipped in a row
+        self.warm = False  # whether this process has made an update (compiled)
         self.saved_step = -1
         if resumed:
             self._restore_loop(resumed[1])
@@ -239,15 +240,37 @@ class Trainer:
             self.episode_stats.add(record_episodes([episode], self.progress))
 
     def learn(self) -> None:
+        """The updates the new steps pay for. Each update's metrics are read once the next update
+        is under way, so no update waits for the host."""
         if self.progress.step <= self.cfg.run.prefill:
             return  # the ratio counts policy steps after the prefill
-        for batch in self.replay.batches(self.ratio(self.steps_per_iteration), self.agent.to_tensors):
-            start = time.perf_counter()
-            metrics = self.agent.train(batch)
-            self.check_finite(metrics)
-            self.metrics.add(metrics)
-            self.timers["train"] += time.perf_counter() - start
-            self.timers["updates"] += 1
+        count = self.ratio(self.steps_per_iteration)
+        if count == 0:
+            return
+        start = time.perf_counter()
+        pending = None
+        for batch in self.batches(count):
+            launched = self.agent.update(batch)
+            if pending is not None:
+                self.record_update(pending)
+            pending = launched
+        self.record_update(pending)
+        self.timers["train"] += time.perf_counter() - start
+        self.timers["updates"] += count
+
+    def batches(self, count: int) -> Iterator[dict[str, torch.Tensor]]:
+        """`count` replay batches on the device. The first update of a process compiles (and on
+        CUDA captures graphs), so it gets its batch before the prefetch thread starts."""
+        if not self.warm:
+            self.warm = True
+            count -= 1
+            yield self.agent.to_tensors(self.replay.sample())
+        yield from self.replay.batches(count, self.agent.to_tensors)
+
+    def record_update(self, values: torch.Tensor) -> None:
+        metrics = self.agent.read_metrics(values)
+        self.check_finite(metrics)
+        self.metrics.add(metrics)
 
     def check_finite(self, metrics: dict[str, float]) -> None:
         """Count updates skipped for a non-finite loss or gradient; too many in a row stop the run."""

@@ -25,3 +25,6 @@ def test_bench_json_fields_are_consistent(capsys):
                 + 128 / 64 * result["update_ms"] / 1e3)
     assert result["run_steps_per_second"] == pytest.approx(1 / per_step)
     assert result["total"] == result["world_model"] + result["actor"] + result["critic"]
+    assert result["precision"] == "fp32" and result["compiled"] is False and result["compile_seconds"] == 0.0
+    assert result["host_syncs_per_update"] == 0  # nothing inside an update waits for the device
+    assert result["kernels_per_update"] == result["eager_kernels_per_update"] > 1000

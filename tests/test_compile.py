@@ -12,18 +12,21 @@ from tests.conftest import act_space, obs_space, random_batch, tiny_config
 
 SHAPES = {"vector-discrete": (obs_space(image=False, vector=4), act_space()),
           "image-continuous": (obs_space(image=True), act_space(discrete=False, size=2))}
+# Compiling takes minutes on 2 cores: the equality test compiles the smallest model that still
+# takes every path of the behavior loss that eager takes for continuous actions (returns through
+# the dynamics and the frozen critic); the one-graph test traces every shape without compiling.
+COMPILED = (obs_space(image=False, vector=4), act_space(discrete=False, size=2))
 
 
 def _agent(compile_setting: str, obs, act) -> Agent:
     torch.manual_seed(0)
-    return Agent(tiny_config(f"run.compile={compile_setting}", "behavior.horizon=3"), obs, act)
+    return Agent(tiny_config(f"run.compile={compile_setting}", "behavior.horizon=2"), obs, act)
 
 
-@pytest.mark.parametrize("shapes", SHAPES)
-def test_compiled_updates_equal_eager_in_fp32(shapes, monkeypatch):
+def test_compiled_updates_equal_eager_in_fp32(monkeypatch):
     monkeypatch.setattr(torch._inductor.config, "fallback_random", True)  # eager's random streams
-    obs, act = SHAPES[shapes]
-    batches = [random_batch(obs, act, batch=2, length=5, seed=i) for i in range(3)]
+    obs, act = COMPILED
+    batches = [random_batch(obs, act, batch=2, length=4, seed=i) for i in range(3)]
     runs = {}
     for setting in ("off", "on"):
         torch._dynamo.reset()
@@ -53,7 +56,7 @@ def test_compiled_updates_equal_eager_in_fp32(shapes, monkeypatch):
 def test_each_loss_is_one_graph(shapes):
     obs, act = SHAPES[shapes]
     agent = _agent("off", obs, act)
-    batch = agent.to_tensors(random_batch(obs, act, batch=2, length=5))
+    batch = agent.to_tensors(random_batch(obs, act, batch=2, length=4))
     torch._dynamo.reset()
     explained = torch._dynamo.explain(agent.wm.loss)(batch)
     assert (explained.graph_count, explained.graph_break_count) == (1, 0), explained.break_reasons

@@ -13,6 +13,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 
+def one_hot(index: Tensor, classes: int, dtype: torch.dtype = torch.float32) -> Tensor:
+    """(...,) class indices -> (..., classes) one-hots. Unlike `F.one_hot` it reads no value on
+    the host (which checks the index range on CPU with two reductions and a sync)."""
+    return (index[..., None] == torch.arange(classes, device=index.device)).to(dtype)
+
+
 def symlog(x: Tensor) -> Tensor:
     """symlog(x) = sign(x) ln(1 + |x|)  (P1 eq. 9)."""
     return torch.sign(x) * torch.log1p(torch.abs(x))
@@ -45,7 +51,7 @@ class TwoHot(nn.Module):
         below = above - 1
         lo, hi = self.bins[below], self.bins[above]
         w_hi = (x - lo) / (hi - lo)
-        return F.one_hot(below, k) * (1 - w_hi)[..., None] + F.one_hot(above, k) * w_hi[..., None]
+        return one_hot(below, k) * (1 - w_hi)[..., None] + one_hot(above, k) * w_hi[..., None]
 
     def mean(self, logits: Tensor) -> Tensor:
         """(..., K) logits -> (...,) predicted raw value.
@@ -96,11 +102,11 @@ class OneHotDist:
         classes = probs.shape[-1]
         uniform = torch.rand((*probs.shape[:-1], 1), device=probs.device, dtype=probs.dtype)
         index = (probs.detach().cumsum(-1) < uniform).sum(-1).clamp(max=classes - 1)
-        onehot = F.one_hot(index, classes).to(probs.dtype)
+        onehot = one_hot(index, classes, probs.dtype)
         return onehot + (probs - probs.detach())  # exact one-hot forward
 
     def mode(self) -> Tensor:
-        return F.one_hot(self.logits.argmax(-1), self.logits.shape[-1]).to(self.logits.dtype)
+        return one_hot(self.logits.argmax(-1), self.logits.shape[-1], self.logits.dtype)
 
     def log_prob(self, onehot: Tensor) -> Tensor:
         return (onehot * self.logits).sum(-1)
