@@ -139,7 +139,7 @@ class Agent(nn.Module):
         if not self._losses:
             self._losses = dict(self.replicas)
             if compiler.enabled(self.compile_setting, self.device):
-                self._losses = {name: compiler.compile_loss(fn, self.device, name) for name, fn in self.replicas.items()}
+                self._losses = {name: compiler.CompiledLoss(fn, self.device, name) for name, fn in self.replicas.items()}
         return self._losses
 
     @contextmanager

@@ -52,7 +52,3 @@ class CompiledLoss:
         self.compile_seconds = time.perf_counter() - start
         print(f"dreamer: compiled the {self.name} loss in {self.compile_seconds:.1f} s", file=sys.stderr)
         return out
-
-
-def compile_loss(fn: Callable, device: torch.device, name: str) -> CompiledLoss:
-    return CompiledLoss(fn, device, name)
