@@ -138,7 +138,6 @@ class Behavior(nn.Module):
         torch._foreach_mul_(steps, rate)  # a device tensor: no host read (`_foreach_lerp_` reads it)
         torch._foreach_add_(slow, steps)
 
-
     def _policy(self, state: Latent) -> tuple[Tensor, Tensor]:
         """Sample an action; the aux output is the log-probability (discrete) or entropy."""
         dist = self.actor(state.feat())

@@ -188,9 +188,10 @@ def bench(cfg: Config, updates: int, env_steps: int = 500, policy_steps: int = 5
     first_update = time.perf_counter() - start
     learner = time_learner(agent, batch, updates, warmup=0)
     flops = count_update_flops(agent, batch)
-    kernels = count_update_kernels(agent, batch)
-    with agent.eager():
-        eager_kernels = count_update_kernels(agent, batch) if compiled else kernels
+    kernels = eager_kernels = count_update_kernels(agent, batch)
+    if compiled:
+        with agent.eager():
+            eager_kernels = count_update_kernels(agent, batch)
 
     envs = cfg.run.envs
     obs = {k: v[:envs, 0] for k, v in random_batch(obs_space, act_space, envs, 1).items()}

@@ -104,7 +104,7 @@ def load_latest_on_all_ranks(directory: Path) -> tuple[Path, dict[str, Any]] | N
     if not distributed.active():
         return load_latest(directory)
     choice: Path | str | None = None
-    if distributed.is_main():
+    if distributed.rank() == 0:
         try:
             found = load_latest(directory)
             choice = found[0] if found else None

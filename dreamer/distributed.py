@@ -86,10 +86,6 @@ def rank() -> int:
     return dist.get_rank() if active() else 0
 
 
-def is_main() -> bool:
-    return rank() == 0
-
-
 def maximum(tensor: Tensor) -> Tensor:
     """Elementwise maximum of `tensor` over the ranks (a new tensor; stays on the device, no host sync)."""
     if not active():

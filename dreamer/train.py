@@ -71,9 +71,9 @@ def set_rng_states(states: dict[str, Any], device: torch.device) -> None:
     """Restore `rng_states`; the saved GPU state goes to `device`, whichever GPU index it has now."""
     random.setstate(states["python"])
     np.random.set_state(states["numpy"])
-    torch.set_rng_state(states["torch"].cpu())  # only a CPU byte tensor is accepted
+    torch.set_rng_state(states["torch"])  # a CPU byte tensor: checkpoints are read onto the CPU
     if device.type == "cuda" and isinstance(states["cuda"], torch.Tensor):
-        torch.cuda.set_rng_state(states["cuda"].cpu(), device)
+        torch.cuda.set_rng_state(states["cuda"], device)
 
 
 def record_episodes(episodes: list[dict[str, float]], progress: Progress) -> dict[str, float]:

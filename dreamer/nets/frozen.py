@@ -45,20 +45,16 @@ class FrozenView:
                 sub.register_buffer(name, param.detach(), persistent=False)  # an alias
                 self.entries.append((sub, name, param, _cast_by_autocast(sub)))
 
-    @staticmethod
-    def _autocast_dtype(device: torch.device) -> torch.dtype:
-        if torch.is_autocast_enabled(device.type):
-            return torch.get_autocast_dtype(device.type)
-        return torch.float32
-
     @torch.no_grad()
     def refresh(self) -> nn.Module:
         """Rebind what is stale (after `.to(device)` or a change of precision), then copy the live
         weights into the cast ones: one conversion per weight and update."""
         targets, sources = [], []
+        device = self.entries[0][2].device.type if self.entries else "cpu"
+        autocast = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else torch.float32
         for sub, name, param, cast in self.entries:
             held = getattr(sub, name)
-            dtype = self._autocast_dtype(param.device) if cast else param.dtype
+            dtype = autocast if cast else param.dtype
             if dtype == param.dtype:
                 if held.data_ptr() != param.data_ptr() or held.dtype != param.dtype:
                     setattr(sub, name, param.detach())
