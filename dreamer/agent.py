@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from contextlib import contextmanager
+from functools import partial
 from typing import Any, Callable, Iterator, Literal
 
 import gymnasium as gym
@@ -20,6 +21,7 @@ from dreamer.world_model import WorldModel
 
 PolicyState = tuple[Latent, Tensor]  # (RSSM state, previous action), each (N, ...)
 Mode = Literal["train", "eval", "greedy"]
+MODES: tuple[Mode, ...] = ("train", "eval", "greedy")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -48,6 +50,7 @@ class Agent(nn.Module):
         self.precision, self.compile_setting = cfg.run.precision, cfg.run.compile
         self._optims: dict[str, Optimizer] = {}
         self._losses: dict[str, Callable] = {}
+        self._policy_steps: dict[str, Callable] = {}
         self.metric_names: list[str] = []
         self.frozen_wm = FrozenView(self.wm, leave_out=(self.wm.encoder, self.wm.decoder))
         # What the updates call: the modules themselves, or their DDP wrappers after `distribute()`.
@@ -139,7 +142,8 @@ class Agent(nn.Module):
         if not self._losses:
             self._losses = dict(self.replicas)
             if compiler.enabled(self.compile_setting, self.device):
-                self._losses = {name: compiler.CompiledLoss(fn, self.device, name) for name, fn in self.replicas.items()}
+                self._losses = {name: compiler.Compiled(fn, self.device, f"{name} loss")
+                                for name, fn in self.replicas.items()}
         return self._losses
 
     @contextmanager
@@ -181,24 +185,38 @@ class Agent(nn.Module):
     ) -> tuple[Tensor, PolicyState]:
         """Act for a batch of N envs. obs: arrays (N, ...) with `is_first`; returns the action in
         model form (one-hot (N, A) for discrete, (N, A) in [-1, 1] for continuous) and the state."""
-        if mode not in ("train", "eval", "greedy"):
-            raise ValueError(f"unknown policy mode {mode!r}; accepted: train, eval, greedy")
+        if mode not in MODES:
+            raise ValueError(f"unknown policy mode {mode!r}; accepted: {', '.join(MODES)}")
         needed = (*self.wm.encoder.image_keys, *self.wm.encoder.vector_keys, "is_first")
         obs = self.to_tensors({k: obs[k] for k in needed})
-        is_first = obs["is_first"]
-        rssm = self.wm.rssm
         if state is None:
-            latent = rssm.initial_state(is_first.shape[0])
-            prev_action = torch.zeros(is_first.shape[0], rssm.action_dim, device=self.device)
-        else:
-            latent, prev_action = state
+            envs = obs["is_first"].shape[0]
+            initial = self.wm.rssm.initial_state(envs).map(torch.Tensor.contiguous)  # strides of every later state
+            state = (initial, torch.zeros(envs, self.wm.rssm.action_dim, device=self.device))
+        step = self.policy_step(mode)
+        action, latent = step(obs, *state)
+        if isinstance(step, compiler.Compiled):  # kept across calls: out of the CUDA graph's pool
+            action, latent = action.clone(), latent.map(torch.clone)
+        return action, (latent, action)
+
+    def policy_step(self, mode: Mode) -> Callable[[dict[str, Tensor], Latent, Tensor], tuple[Tensor, Latent]]:
+        """`act` for one mode, compiled where `run.compile` says so (built on first use)."""
+        if mode not in self._policy_steps:
+            step = partial(self.act, mode=mode)
+            compiled = compiler.enabled(self.compile_setting, self.device)
+            self._policy_steps[mode] = compiler.Compiled(step, self.device, f"{mode} policy step") if compiled else step
+        return self._policy_steps[mode]
+
+    def act(self, obs: dict[str, Tensor], latent: Latent, prev_action: Tensor, mode: Mode) -> tuple[Tensor, Latent]:
+        """One policy step on device tensors: encoder, posterior step, actor. (N, ...) -> action (N, A), state."""
         embed = self.wm.encoder(obs)
-        latent, _ = rssm.obs_step(latent, prev_action, rssm.project_embed(embed), is_first)
+        rssm = self.wm.rssm
+        latent, _ = rssm.obs_step(latent, prev_action, rssm.project_embed(embed), obs["is_first"])
         dist = self.behavior.actor(latent.feat())
         action = dist.mode() if mode == "greedy" else dist.sample()
         if not self.discrete:
             action = action.clamp(-1.0, 1.0)
-        return action, (latent, action)
+        return action, latent
 
     def env_action(self, action: np.ndarray) -> np.ndarray:
         """Model-form actions (N, A) on the host -> env actions: indices for discrete, floats for continuous."""

@@ -8,9 +8,9 @@ unreadable, and says so.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ import torch
 from dreamer import distributed
 
 FORMAT_VERSION = 2  # 2: checkpoints carry the envs, policy state and unlogged metric sums
+log = logging.getLogger("dreamer")
 NAME = re.compile(r"^ckpt-(\d{10})\.pt$")
 
 
@@ -92,7 +93,7 @@ def load_latest(directory: Path, map_location: Any = "cpu") -> tuple[Path, dict[
             errors.append(str(err))
             continue
         for message in errors:
-            warnings.warn(f"{message}; falling back to {path.name}", stacklevel=2)
+            log.warning(f"{message}; falling back to {path.name}")
         return path, payload
     raise CheckpointError("; ".join(errors))
 

@@ -13,6 +13,7 @@ import torch
 from dreamer.checkpoint import CheckpointError
 from dreamer.config import ConfigError, load_config, sizes
 from dreamer.errors import TrainingError
+from dreamer.stopping import Stopped
 
 
 def _config_args(parser: argparse.ArgumentParser) -> None:
@@ -55,6 +56,13 @@ def cmd_sizes(args: argparse.Namespace) -> None:
         print(f"{r['size']:<5} {r['world_model']:>12,} {r['actor']:>11,} {r['critic']:>11,} {r['total']:>12,}")
 
 
+def cmd_config(args: argparse.Namespace) -> None:
+    """The resolved config (defaults < suite < size preset < --set) as YAML."""
+    from dreamer.config import to_yaml
+
+    print(to_yaml(_config(args)), end="")
+
+
 def cmd_train(args: argparse.Namespace) -> None:
     from dreamer.checkpoint import list_checkpoints
     from dreamer.train import train
@@ -65,8 +73,6 @@ def cmd_train(args: argparse.Namespace) -> None:
     existing = list_checkpoints(Path(cfg.logdir) / "checkpoints")
     if args.resume and not existing:
         raise ConfigError(f"--resume given but {cfg.logdir}/checkpoints holds no checkpoint")
-    if existing:
-        print(f"dreamer: continuing the run in {cfg.logdir} from {existing[-1].name}", file=sys.stderr)
     progress = train(cfg)
     print(f"dreamer: trained to step {progress.step} ({progress.episodes} episodes); logs in {cfg.logdir}")
 
@@ -82,14 +88,18 @@ def cmd_eval(args: argparse.Namespace) -> None:
 
 def cmd_imagine(args: argparse.Namespace) -> None:
     from dreamer.evaluate import load_agent
-    from dreamer.imagine import imagine, logdir_of
+    from dreamer.imagine import imagine, replay_dir_of
 
     agent, cfg, _ = load_agent(Path(args.checkpoint), args.device)
     defaults = cfg.imagine
+
+    def given(value: int | None, default: int) -> int:
+        return default if value is None else value
+
     info = imagine(
-        agent, cfg, logdir_of(args.checkpoint), Path(args.out),
-        sequences=args.episodes or defaults.sequences, context=args.context or defaults.context,
-        horizon=args.horizon or defaults.horizon, actions=args.actions, source=args.source,
+        agent, cfg, replay_dir_of(args.checkpoint, cfg, args.replay_dir), Path(args.out),
+        sequences=given(args.episodes, defaults.sequences), context=given(args.context, defaults.context),
+        horizon=given(args.horizon, defaults.horizon), actions=args.actions, source=args.source,
         write_json=args.json, seed=args.seed,
     )
     steps = ", ".join("-" if v is None else f"{v:.4f}" for v in info["mse_per_step"])
@@ -169,6 +179,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
     p.set_defaults(func=cmd_sizes)
 
+    p = sub.add_parser("config", help="print the resolved config as YAML")
+    _config_args(p)
+    p.set_defaults(func=cmd_config)
+
     p = sub.add_parser("train", help="train an agent (continues the run if the logdir has a checkpoint)")
     _config_args(p)
     p.add_argument("--train-ratio", type=float, help="replayed steps per policy step")
@@ -199,6 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--horizon", type=int, help="steps predicted open-loop after the context (default 45)")
     p.add_argument("--actions", default="replay", help="replay: the recorded actions; policy: the actor's")
     p.add_argument("--source", default="saved", help="saved: the run's replay on disk; fresh: play new episodes")
+    p.add_argument("--replay-dir", help="the run's replay folder (default: its replay.directory, else LOGDIR/replay)")
     p.add_argument("--json", action="store_true", help="also write per-step errors and rewards to OUT.json")
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=int, default=0)
@@ -212,7 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, required=True, help="policy steps per run")
     p.add_argument("--out", required=True, help="folder of the study; a run per point inside")
     p.add_argument("--parallel", type=int, default=1, help="runs at once (local backend); CPU threads are split")
-    p.add_argument("--backend", default="local", help="local, or ray (pip install 'dreamer[ray]')")
+    p.add_argument("--backend", default="local", help="local, or ray (pip install 'dreamer-rl[ray]')")
     p.add_argument("--address", help="Ray cluster address (default: start a local Ray instance)")
     p.add_argument("--gpus-per-run", type=float, default=0.0, help="GPUs each Ray task asks for")
     p.add_argument("--cpus-per-run", type=int, default=1, help="CPUs each Ray task asks for (its torch threads)")
@@ -247,6 +262,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TrainingError as err:
         print(f"dreamer: error: {err}", file=sys.stderr)
         return 1
+    except Stopped as stop:
+        print(f"dreamer: {stop}", file=sys.stderr)
+        return stop.exit_status
+    except KeyboardInterrupt:  # outside a training run's handlers: nothing of a run to save
+        print("dreamer: interrupted", file=sys.stderr)
+        return 130
     except OSError as err:  # a full disk or a permission problem: name the path and the OS error
         print(f"dreamer: error: {err.filename or ''}: {err.strerror or err}", file=sys.stderr)
         return 1

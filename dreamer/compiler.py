@@ -36,8 +36,10 @@ def mode(device: torch.device) -> str:
     return "reduce-overhead" if device.type == "cuda" else "default"
 
 
-class CompiledLoss:
-    """A loss module compiled on its first call; prints how long that took, once."""
+class Compiled:
+    """A function (a loss module, the policy step) compiled on its first call; prints how long
+    that took, once. On CUDA its outputs live in the CUDA graph's memory pool until its next
+    replay: a caller keeping them across calls clones them (`Agent.policy` does)."""
 
     def __init__(self, fn: Callable, device: torch.device, name: str):
         self.fn = torch.compile(fn, mode=mode(device), dynamic=False)
@@ -50,5 +52,5 @@ class CompiledLoss:
         start = time.perf_counter()
         out = self.fn(*args)  # traces and compiles the forward; the backward compiles on its first call
         self.compile_seconds = time.perf_counter() - start
-        print(f"dreamer: compiled the {self.name} loss in {self.compile_seconds:.1f} s", file=sys.stderr)
+        print(f"dreamer: compiled the {self.name} in {self.compile_seconds:.1f} s", file=sys.stderr)
         return out

@@ -12,9 +12,11 @@ one-line message that names the offending key or value and lists what is accepte
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import yaml
 from omegaconf import MISSING, DictConfig, OmegaConf
@@ -36,133 +38,197 @@ class ConfigError(ValueError):
     """A bad configuration value; the message is one line meant for the user."""
 
 
+@dataclass(frozen=True)
+class Rule:
+    """What a field accepts, declared beside its type: numbers within [low, high] (an open end
+    excludes the bound), one of `choices`, or text matching `pattern` (described by `text`)."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    choices: tuple[str, ...] = ()
+    pattern: str | None = None
+    text: str = ""
+
+    def accepts(self, value: Any) -> bool:
+        if self.choices:
+            return value in self.choices
+        if self.pattern is not None:
+            return re.fullmatch(self.pattern, str(value)) is not None
+        if not math.isfinite(value):
+            return False
+        return ((self.low is None or (value > self.low if self.low_open else value >= self.low))
+                and (self.high is None or (value < self.high if self.high_open else value <= self.high)))
+
+    def describe(self, kind: str) -> str:
+        """What is accepted, for messages; `kind` is the field's type name."""
+        if self.choices:
+            return "one of " + ", ".join(self.choices)
+        if self.pattern is not None:
+            return self.text
+        noun = "an integer" if kind == "int" else "a number"
+        low = None if self.low is None else f"{self.low:g}"
+        high = None if self.high is None else f"{self.high:g}"
+        if low is not None and high is not None:
+            return f"{noun} in {'(' if self.low_open else '['}{low}, {high}{')' if self.high_open else ']'}"
+        if low is not None:
+            return f"{noun} {'>' if self.low_open else '>='} {low}"
+        return f"{noun} {'<' if self.high_open else '<='} {high}" if high is not None else noun
+
+
+def _field(rule: Rule) -> Any:
+    return field(default=MISSING, metadata={"rule": rule})
+
+
+def at_least(low: float) -> Any:
+    return _field(Rule(low=low))
+
+
+def above(low: float) -> Any:
+    return _field(Rule(low=low, low_open=True))
+
+
+def between(low: float, high: float, high_open: bool = False) -> Any:
+    return _field(Rule(low=low, high=high, high_open=high_open))
+
+
+def one_of(*choices: str) -> Any:
+    return _field(Rule(choices=choices))
+
+
+def text(pattern: str, description: str) -> Any:
+    return _field(Rule(pattern=pattern, text=description))
+
+
 @dataclass
 class Dims:
     """Widths shared by the modules, set by the size preset (design section 5)."""
 
-    deter: int = MISSING
-    cnn_depth: int = MISSING
-    units: int = MISSING
-    layers: int = MISSING
+    deter: int = at_least(1)
+    cnn_depth: int = at_least(1)
+    units: int = at_least(1)
+    layers: int = at_least(0)
 
 
 @dataclass
 class RunConfig:
-    steps: int = MISSING
-    train_ratio: float = MISSING
-    envs: int = MISSING
-    prefill: int = MISSING
-    log_every: int = MISSING
-    save_every: int = MISSING
-    eval_episodes: int = MISSING
-    video_every: int = MISSING
-    max_nonfinite: int = MISSING
-    precision: str = MISSING
-    compile: str = MISSING
+    steps: int = at_least(1)
+    train_ratio: float = at_least(0)
+    envs: int = at_least(1)
+    prefill: int = at_least(0)
+    log_every: int = at_least(1)
+    save_every: int = at_least(1)
+    save_every_seconds: float = above(0)
+    eval_episodes: int = at_least(0)
+    video_every: int = at_least(0)
+    max_nonfinite: int = at_least(1)
+    precision: str = one_of(*PRECISIONS)
+    compile: str = one_of(*COMPILE_SETTINGS)
 
 
 @dataclass
 class ImagineConfig:
-    sequences: int = MISSING
-    context: int = MISSING
-    horizon: int = MISSING
-    scale: int = MISSING
-    fps: int = MISSING
+    sequences: int = at_least(1)
+    context: int = at_least(1)
+    horizon: int = at_least(0)
+    scale: int = at_least(1)
+    fps: int = at_least(1)
 
 
 @dataclass
 class EnvConfig:
-    repeat: int = MISSING
-    size: int = MISSING
-    length: int = MISSING
-    sticky: float = MISSING
-    noops: int = MISSING
-    timeout: float = MISSING
+    repeat: int = at_least(1)
+    size: int = at_least(1)
+    length: int = at_least(0)
+    sticky: float = between(0, 1)
+    noops: int = at_least(0)
+    timeout: float = above(0)
 
 
 @dataclass
 class ReplayConfig:
-    capacity: int = MISSING
-    batch_size: int = MISSING
-    batch_length: int = MISSING
-    chunk: int = MISSING
-    directory: str = MISSING
-    storage: str = MISSING
+    capacity: int = at_least(1)
+    batch_size: int = at_least(1)
+    batch_length: int = at_least(1)
+    chunk: int = at_least(1)
+    directory: str = text(r".*", "a folder, or empty for LOGDIR/replay")
+    storage: str = one_of("memory", "disk")
 
 
 @dataclass
 class RSSMConfig:
-    deter: int = MISSING
-    hidden: int = MISSING
-    stoch: int = MISSING
-    classes: int = MISSING
-    unimix: float = MISSING
+    deter: int = at_least(1)
+    hidden: int = at_least(1)
+    stoch: int = at_least(1)
+    classes: int = at_least(2)
+    unimix: float = between(0, 1, high_open=True)
 
 
 @dataclass
 class CoderConfig:
     """Encoder or decoder: CNN for images, MLP for vectors."""
 
-    cnn_depth: int = MISSING
-    mlp_units: int = MISSING
-    mlp_layers: int = MISSING
-    min_res: int = MISSING
+    cnn_depth: int = at_least(1)
+    mlp_units: int = at_least(1)
+    mlp_layers: int = at_least(0)
+    min_res: int = at_least(1)
 
 
 @dataclass
 class HeadConfig:
-    units: int = MISSING
-    layers: int = MISSING
+    units: int = at_least(1)
+    layers: int = at_least(0)
 
 
 @dataclass
 class TwoHotConfig:
-    bins: int = MISSING
-    limit: float = MISSING
+    bins: int = at_least(2)
+    limit: float = above(0)
 
 
 @dataclass
 class WorldModelConfig:
-    pred_scale: float = MISSING
-    dyn_scale: float = MISSING
-    rep_scale: float = MISSING
-    free_nats: float = MISSING
+    pred_scale: float = at_least(0)
+    dyn_scale: float = at_least(0)
+    rep_scale: float = at_least(0)
+    free_nats: float = at_least(0)
 
 
 @dataclass
 class ActorConfig:
-    units: int = MISSING
-    layers: int = MISSING
-    unimix: float = MISSING
-    min_std: float = MISSING
-    max_std: float = MISSING
-    entropy: float = MISSING
+    units: int = at_least(1)
+    layers: int = at_least(0)
+    unimix: float = between(0, 1, high_open=True)
+    min_std: float = above(0)
+    max_std: float = above(0)
+    entropy: float = at_least(0)
 
 
 @dataclass
 class CriticConfig:
-    units: int = MISSING
-    layers: int = MISSING
-    slow_rate: float = MISSING
-    slow_reg: float = MISSING
+    units: int = at_least(1)
+    layers: int = at_least(0)
+    slow_rate: float = between(0, 1)
+    slow_reg: float = at_least(0)
 
 
 @dataclass
 class BehaviorConfig:
-    horizon: int = MISSING
-    discount_horizon: float = MISSING
-    lam: float = MISSING
-    return_decay: float = MISSING
-    return_low: float = MISSING
-    return_high: float = MISSING
-    return_floor: float = MISSING
+    horizon: int = at_least(1)
+    discount_horizon: float = at_least(1)  # discount = 1 - 1 / discount_horizon
+    lam: float = between(0, 1)
+    return_decay: float = between(0, 1)
+    return_low: float = between(0, 1)
+    return_high: float = between(0, 1)
+    return_floor: float = above(0)
 
 
 @dataclass
 class OptimConfig:
-    lr: float = MISSING
-    eps: float = MISSING
-    clip: float = MISSING
+    lr: float = above(0)
+    eps: float = above(0)
+    clip: float = above(0)
 
 
 @dataclass
@@ -174,11 +240,11 @@ class OptimsConfig:
 
 @dataclass
 class Config:
-    env: str = MISSING
-    size: str = MISSING
-    seed: int = MISSING
-    logdir: str = MISSING
-    device: str = MISSING
+    env: str = text(r"[a-z0-9]+(:.+)?", "SUITE or SUITE:TASK, e.g. crafter, gym:CartPole-v1")
+    size: str = text(r"\w+", "a preset of configs/sizes.yaml")
+    seed: int = at_least(0)
+    logdir: str = text(r".+", "a folder")
+    device: str = text(r"auto|cpu|cuda(:\d+)?", "auto, cpu, cuda or cuda:N")
     dims: Dims = field(default_factory=Dims)
     run: RunConfig = field(default_factory=RunConfig)
     environment: EnvConfig = field(default_factory=EnvConfig)
@@ -195,6 +261,16 @@ class Config:
     critic: CriticConfig = field(default_factory=CriticConfig)
     behavior: BehaviorConfig = field(default_factory=BehaviorConfig)
     optim: OptimsConfig = field(default_factory=OptimsConfig)
+
+
+def leaf_fields(node: type = None, prefix: str = "") -> Iterator[tuple[str, dataclasses.Field]]:  # type: ignore[assignment]
+    """(dotted key, field) of every value of the schema, depth first."""
+    for f in dataclasses.fields(node or Config):
+        kind = f.default_factory if f.default_factory is not dataclasses.MISSING else None  # type: ignore[misc]
+        if kind is not None and dataclasses.is_dataclass(kind):
+            yield from leaf_fields(kind, f"{prefix}{f.name}.")  # type: ignore[arg-type]
+        else:
+            yield f"{prefix}{f.name}", f
 
 
 # Command-line flags that are shorthands for config keys.
@@ -266,6 +342,9 @@ def _describe(err: oc_errors.OmegaConfBaseException) -> str:
         accepted = ", ".join(_schema_keys(node)) or "none"
         return f"unknown config key {key!r}; accepted {where}: {accepted}"
     message = str(err).splitlines()[0] if str(err) else type(err).__name__
+    fields = dict(leaf_fields())
+    if key in fields:
+        message += f"; accepted: {fields[key].metadata['rule'].describe(str(fields[key].type))}"
     return f"bad value for config key {key!r}: {message}"
 
 
@@ -311,22 +390,6 @@ def load_config(
     return _to_config(_merge(defaults, suite_file, {"dims": presets[size]}, user))
 
 
-POSITIVE = (
-    "run.steps", "run.envs", "run.log_every", "run.save_every", "run.max_nonfinite", "environment.repeat", "environment.size",
-    "replay.capacity", "replay.batch_size", "replay.batch_length", "replay.chunk", "rssm.deter", "rssm.hidden",
-    "rssm.stoch", "rssm.classes", "encoder.cnn_depth", "decoder.cnn_depth", "behavior.horizon",
-    "imagine.sequences", "imagine.context", "imagine.scale", "imagine.fps",
-)
-NON_NEGATIVE = (
-    "seed", "run.prefill", "run.eval_episodes", "run.video_every", "run.train_ratio", "environment.length",
-    "environment.noops", "environment.timeout", "imagine.horizon",
-)
-UNIT_INTERVAL = (
-    "environment.sticky", "rssm.unimix", "actor.unimix", "behavior.lam", "behavior.return_decay",
-    "critic.slow_rate",
-)
-
-
 def _value(cfg: Config, key: str) -> Any:
     node: Any = cfg
     for part in key.split("."):
@@ -334,45 +397,40 @@ def _value(cfg: Config, key: str) -> Any:
     return node
 
 
-def validate(cfg: Config) -> None:
-    """Range checks that types alone cannot express."""
-    def bad(key: str, why: str) -> ConfigError:
-        return ConfigError(f"bad value for config key {key!r}: {_value(cfg, key)} ({why})")
+def _image_size_fits(cfg: Config, coder: str) -> bool:
+    steps = cfg.environment.size / getattr(cfg, coder).min_res
+    return steps >= 1 and steps == 2 ** round(math.log2(steps))
 
-    for key in POSITIVE:
-        if _value(cfg, key) <= 0:
-            raise bad(key, "must be > 0")
-    for key in NON_NEGATIVE:
-        if _value(cfg, key) < 0:
-            raise bad(key, "must be >= 0")
-    for key in UNIT_INTERVAL:
-        if not 0.0 <= _value(cfg, key) <= 1.0:
-            raise bad(key, "must be in [0, 1]")
-    if cfg.twohot.bins < 2:
-        raise bad("twohot.bins", "must be >= 2")
-    if cfg.replay.batch_length > cfg.replay.capacity // cfg.run.envs:
-        raise ConfigError(
-            f"bad value for config key 'replay.batch_length': {cfg.replay.batch_length} is longer than the "
-            f"replay capacity per env ({cfg.replay.capacity} // {cfg.run.envs} envs)"
-        )
-    if cfg.run.prefill // cfg.run.envs < cfg.replay.batch_length:
-        raise ConfigError(
-            f"bad value for config key 'run.prefill': {cfg.run.prefill} leaves fewer than replay.batch_length = "
-            f"{cfg.replay.batch_length} steps per env ({cfg.run.envs} envs) before training starts"
-        )
-    if not 0.0 <= cfg.behavior.return_low < cfg.behavior.return_high <= 1.0:
-        raise ConfigError(
-            f"bad value for config keys 'behavior.return_low/high': {cfg.behavior.return_low}, "
-            f"{cfg.behavior.return_high} (need 0 <= low < high <= 1)"
-        )
-    if cfg.replay.storage not in ("memory", "disk"):
-        raise bad("replay.storage", "accepted: memory, disk")
-    if cfg.run.precision not in PRECISIONS:
-        raise bad("run.precision", f"accepted: {', '.join(PRECISIONS)}")
-    if cfg.run.compile not in COMPILE_SETTINGS:
-        raise bad("run.compile", f"accepted: {', '.join(COMPILE_SETTINGS)}")
-    if cfg.device not in ("auto", "cpu") and not cfg.device.startswith("cuda"):
-        raise ConfigError(f"bad value for config key 'device': {cfg.device!r}; accepted: auto, cpu, cuda, cuda:N")
+
+# Rules across fields: (keys, holds(cfg), what is accepted).
+CROSS_RULES: list[tuple[tuple[str, ...], Callable[[Config], bool], str]] = [
+    (("actor.min_std", "actor.max_std"), lambda c: c.actor.min_std < c.actor.max_std, "min_std < max_std"),
+    (("behavior.return_low", "behavior.return_high"), lambda c: c.behavior.return_low < c.behavior.return_high,
+     "return_low < return_high"),
+    (("replay.batch_length", "replay.capacity", "run.envs"),
+     lambda c: c.replay.batch_length <= c.replay.capacity // c.run.envs,
+     "batch_length <= capacity // envs (the replay capacity per env)"),
+    (("run.prefill", "run.envs", "replay.batch_length"),
+     lambda c: c.run.prefill // c.run.envs >= c.replay.batch_length,
+     "prefill // envs >= batch_length (a full window per env before training starts)"),
+    (("environment.size", "encoder.min_res"), lambda c: _image_size_fits(c, "encoder"),
+     "image size = min_res times a power of 2"),
+    (("environment.size", "decoder.min_res"), lambda c: _image_size_fits(c, "decoder"),
+     "image size = min_res times a power of 2"),
+]
+
+
+def validate(cfg: Config) -> None:
+    """Every field against the rule its schema declares, then the rules across fields."""
+    for key, f in leaf_fields():
+        rule: Rule = f.metadata["rule"]
+        value = _value(cfg, key)
+        if not rule.accepts(value):
+            raise ConfigError(f"bad value for config key {key!r}: {value!r}; accepted: {rule.describe(str(f.type))}")
+    for keys, holds, accepted in CROSS_RULES:
+        if not holds(cfg):
+            values = ", ".join(f"{key}={_value(cfg, key)!r}" for key in keys)
+            raise ConfigError(f"bad values for config keys {values}; accepted: {accepted}")
 
 
 def _to_config(node: DictConfig) -> Config:

@@ -35,11 +35,12 @@ def inside_episode(is_first: np.ndarray, length: int) -> np.ndarray:
     return begin[starts_before[begin + length] - starts_before[begin + 1] == 0]
 
 
-def saved_sequences(logdir: Path, count: int, length: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+def saved_sequences(replay_dir: Path, count: int, length: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
     """`count` windows of `length` steps inside episodes, from the newest replay chunks on disk."""
-    files = chunk_files(logdir / "replay")
+    files = chunk_files(replay_dir)
     if not files:
-        raise CheckpointError(f"no saved episodes in {logdir / 'replay'}; use --source fresh to play new ones")
+        raise CheckpointError(f"no saved episodes in {replay_dir}; use --source fresh to play new ones, or "
+                              f"--replay-dir if the run kept its replay elsewhere")
     candidates: list[tuple[dict[str, np.ndarray], int]] = []
     longest = 0
     for chunks in files.values():
@@ -169,7 +170,7 @@ def summary(result: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def imagine(agent: Agent, cfg: Config, logdir: Path, out: Path, *, sequences: int, context: int, horizon: int,
+def imagine(agent: Agent, cfg: Config, replay_dir: Path, out: Path, *, sequences: int, context: int, horizon: int,
             actions: str, source: str, write_json: bool, seed: int = 0) -> dict[str, Any]:
     """The `dreamer imagine` command: sequences -> open loop -> picture (+ JSON)."""
     suffix = out.suffix.lower()
@@ -187,7 +188,7 @@ def imagine(agent: Agent, cfg: Config, logdir: Path, out: Path, *, sequences: in
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
     if source == "saved":
-        batch = saved_sequences(logdir, sequences, length, rng)
+        batch = saved_sequences(replay_dir, sequences, length, rng)
     else:
         batch = fresh_sequences(agent, cfg, sequences, length)
     result = open_loop(agent, batch, context, actions)
@@ -208,3 +209,9 @@ def logdir_of(checkpoint_path: str) -> Path:
     if path.is_file():
         path = path.parent
     return path.parent if path.name == "checkpoints" else path
+
+
+def replay_dir_of(checkpoint_path: str, cfg: Config, replay_dir: str | None) -> Path:
+    """Where a run's replay chunks are: `--replay-dir`, else the run's `replay.directory`, else
+    LOGDIR/replay."""
+    return Path(replay_dir or cfg.replay.directory or logdir_of(checkpoint_path) / "replay")

@@ -14,16 +14,19 @@ from dreamer.checkpoint import atomic_write
 
 
 class Mean:
-    """Running means of named scalars between two log writes."""
+    """Running means of named scalars between two log writes; the keys in `totals` are reported as
+    sums. Non-finite values are left out, so one bad value does not erase its key's interval."""
 
-    def __init__(self):
+    def __init__(self, totals: tuple[str, ...] = ()):
+        self.totals = totals
         self.sums: dict[str, float] = defaultdict(float)
         self.counts: dict[str, int] = defaultdict(int)
 
     def add(self, values: dict[str, float]) -> None:
         for key, value in values.items():
-            self.sums[key] += value
-            self.counts[key] += 1
+            if math.isfinite(value):
+                self.sums[key] += value
+                self.counts[key] += 1
 
     def state_dict(self) -> dict[str, dict]:
         return {"sums": dict(self.sums), "counts": dict(self.counts)}
@@ -33,7 +36,7 @@ class Mean:
         self.counts.update(state["counts"])
 
     def pop(self) -> dict[str, float]:
-        out = {k: self.sums[k] / self.counts[k] for k in self.sums}
+        out = {k: self.sums[k] if k in self.totals else self.sums[k] / self.counts[k] for k in self.sums}
         self.sums.clear()
         self.counts.clear()
         return out

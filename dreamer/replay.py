@@ -114,14 +114,16 @@ class Replay:
             for env in np.flatnonzero(due):
                 self._save_chunk(int(env))
 
-    def sample(self, batch: int | None = None, length: int | None = None) -> dict[str, np.ndarray]:
-        """Uniform windows (B, T, ...) over all valid start positions; step 0 is marked `is_first`."""
+    def sample(self, batch: int | None = None, length: int | None = None,
+               rng: np.random.Generator | None = None) -> dict[str, np.ndarray]:
+        """Uniform windows (B, T, ...) over all valid start positions; step 0 is marked `is_first`.
+        Drawn with the replay's RNG (the training batches) unless `rng` is given."""
         batch, length = batch or self.cfg.batch_size, length or self.cfg.batch_length
         starts_per_env = np.maximum(self.count - length + 1, 0)
         if starts_per_env.sum() == 0:
             raise ValueError(f"replay holds {len(self)} steps, fewer than one window of {length}")
         ends = np.cumsum(starts_per_env)
-        flat = self.rng.integers(0, ends[-1], batch)  # uniform over all start positions
+        flat = (rng or self.rng).integers(0, ends[-1], batch)  # uniform over all start positions
         env = np.searchsorted(ends, flat, side="right")
         offset = flat - (ends - starts_per_env)[env]
         oldest = np.where(self.count == self.per_env, self.head, 0)[env]  # position of the oldest step

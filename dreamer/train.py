@@ -4,7 +4,8 @@
     collect   every iteration steps all envs once with the policy and stores the steps;
     train     the train-ratio counter says how many updates the new steps pay for (design section 6);
     log       every `run.log_every` steps: update metrics, episodes, throughput;
-    save      every `run.save_every` steps and at the end: an atomic checkpoint.
+    save      every `run.save_every` steps or `run.save_every_seconds`, whichever comes first,
+              at the end, and on SIGINT/SIGTERM (`dreamer/stopping.py`): an atomic checkpoint.
 
 A logdir that holds a checkpoint is continued: model, optimisers, ratio counter, step counters, every
 RNG, the policy's recurrent state, the unlogged metric sums and the envs themselves (pickled, when
@@ -21,16 +22,16 @@ from __future__ import annotations
 
 import dataclasses
 import random
-import sys
+import signal
 import time
 from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
-from dreamer import checkpoint, distributed, precision, render
+from dreamer import checkpoint, compiler, distributed, precision, render
+from dreamer.console import Console, log, setup_logging
 from dreamer.agent import Agent, AgentPolicy
 from dreamer.config import Config, identity, to_yaml
 from dreamer.envs import make_vector, spaces
@@ -41,6 +42,7 @@ from dreamer.evaluate import evaluate
 from dreamer.imagine import open_loop
 from dreamer.logging import Logger, Mean
 from dreamer.replay import Replay, TrainRatio
+from dreamer.stopping import StopRequest, Stopped
 
 
 @dataclasses.dataclass
@@ -101,8 +103,9 @@ def cumulative_metrics(progress: Progress) -> dict[str, float]:
 class Trainer:
     """Owns the parts of a run and the steps of its loop; `run()` trains to `cfg.run.steps`."""
 
-    def __init__(self, cfg: Config):
+    def __init__(self, cfg: Config, stop: StopRequest | None = None):
         self.cfg = cfg
+        self.stop = stop or StopRequest()
         self.logdir = Path(cfg.logdir)
         self.logdir.mkdir(parents=True, exist_ok=True)
         self.ranks, self.device = distributed.setup(cfg.device)
@@ -130,14 +133,16 @@ class Trainer:
             checkpoint.atomic_write(self.logdir / "config.yaml", lambda f: f.write((used + to_yaml(cfg)).encode()))
             self.logger = Logger(self.logdir, resume_step=self.progress.step)
         def make_envs(env_seed: int):
-            return make_vector(cfg.env, cfg.environment, cfg.run.envs, seed=env_seed)
+            with self.stop.children_ignore_signals():
+                return make_vector(cfg.env, cfg.environment, cfg.run.envs, seed=env_seed)
 
         self.driver = Driver(make_envs(seed + self.progress.step), seed=seed + self.progress.step,
                              on_step=self.replay.add, restart=make_envs, timeout=cfg.environment.timeout)
         self.random_rng = np.random.default_rng(seed)
+        self.video_rng = np.random.default_rng([seed, 1])  # videos never touch the training RNGs
         self.random = random_policy(act_space, cfg.run.envs, self.random_rng)
         self.policy = AgentPolicy(self.agent, "train")
-        self.metrics = Mean()
+        self.metrics = Mean(totals=("train/skipped_updates",))
         self.finished: list[tuple[int, dict[str, float]]] = []  # (step, episode) not yet recorded
         self.episode_stats = Mean()  # of the episodes recorded since the last log write
         self.timers = {"env": 0.0, "train": 0.0, "env_steps": 0, "updates": 0}
@@ -145,8 +150,25 @@ class Trainer:
         self.nonfinite = 0  # updates skipped in a row
         self.warm = False  # whether this process has made an update (compiled)
         self.saved_step = -1
+        self.saved_time = time.monotonic()
         if resumed:
             self._restore_loop(resumed[1])
+        if self.ranks.main:
+            self.describe()
+
+    def describe(self) -> None:
+        """The start block: what is trained where, and where to watch it."""
+        cfg, counts = self.cfg, self.agent.parameter_counts()
+        compiled = "on" if compiler.enabled(cfg.run.compile, self.device) else "off"
+        log.info(f"training {cfg.env}, size {cfg.size} ({counts['total']:,} parameters) on {self.device} "
+                 f"({self.ranks.world} process{'es' if self.ranks.world > 1 else ''}), precision "
+                 f"{precision.name(self.agent.compute_dtype)}, compile {compiled}")
+        log.info(f"train ratio {cfg.run.train_ratio:g}, {cfg.run.steps:,} steps, {cfg.run.envs} env(s) per "
+                 f"process, seed {cfg.seed}, logdir {self.logdir}")
+        if self.resumed_from is not None:
+            log.info(f"continuing from {self.resumed_from} at step {self.progress.step:,}; replay restored: "
+                     f"{len(self.replay):,} steps")
+        log.info(f"watch it: tensorboard --logdir {self.logdir}")
 
     # -- checkpoints ------------------------------------------------------------------------------
     def _restore(self) -> tuple[Path, dict[str, Any]] | None:
@@ -182,6 +204,8 @@ class Trainer:
             latent, action = local["policy"]
             self.policy.state = (latent.map(lambda x: x.to(self.device)), action.to(self.device))
         self.random_rng.bit_generator.state = local["random_rng"]
+        if "video_rng" in local:  # absent from checkpoints of earlier versions
+            self.video_rng.bit_generator.state = local["video_rng"]
         self.metrics.load_state_dict(payload["metrics"])
         self.episode_stats.load_state_dict(payload["episode_stats"])
         self.logged_step, self.nonfinite = payload["logged_step"], payload["nonfinite"]
@@ -198,9 +222,10 @@ class Trainer:
             policy_state = (latent.map(lambda x: x.cpu()), action.cpu())
         local = {"rng": rng_states(self.device), "replay_rng": self.replay.rng.bit_generator.state,
                  "replay_written": self.replay.written.tolist(), "driver": self.driver.state_dict(),
-                 "policy": policy_state, "random_rng": self.random_rng.bit_generator.state}
+                 "policy": policy_state, "random_rng": self.random_rng.bit_generator.state,
+                 "video_rng": self.video_rng.bit_generator.state}
         ranks = distributed.gather_to_main(local)  # pickled envs travel to rank 0 only
-        self.saved_step = self.progress.step
+        self.saved_step, self.saved_time = self.progress.step, time.monotonic()
         if not self.ranks.main:
             return None
         payload = {
@@ -270,7 +295,8 @@ class Trainer:
     def record_update(self, values: torch.Tensor) -> None:
         metrics = self.agent.read_metrics(values)
         self.check_finite(metrics)
-        self.metrics.add(metrics)
+        # a skipped update's non-finite losses and gradient norms are left out of the means
+        self.metrics.add({**metrics, "train/skipped_updates": metrics["train/skipped"]})
 
     def check_finite(self, metrics: dict[str, float]) -> None:
         """Count updates skipped for a non-finite loss or gradient; too many in a row stop the run."""
@@ -280,8 +306,8 @@ class Trainer:
         self.nonfinite += 1
         limit = self.cfg.run.max_nonfinite
         if self.ranks.main:
-            print(f"dreamer: warning: update {self.ratio.updates} at step {self.progress.step} skipped: non-finite "
-                  f"loss or gradient ({self.nonfinite} in a row, the run stops at {limit})", file=sys.stderr)
+            log.warning(f"update {self.ratio.updates} at step {self.progress.step} skipped: non-finite "
+                        f"loss or gradient ({self.nonfinite} in a row, the run stops at {limit})")
         if self.nonfinite >= limit:
             saved = checkpoint.list_checkpoints(self.logdir / "checkpoints")
             kept = f"the last checkpoint {saved[-1]} is kept" if saved else "no checkpoint was written yet"
@@ -310,11 +336,14 @@ class Trainer:
         length = spec.context + spec.horizon
         if self.replay.count.max() < length:
             return
-        windows = self.replay.sample(8 * spec.sequences, length)
+        windows = self.replay.sample(8 * spec.sequences, length, rng=self.video_rng)
         inside = np.flatnonzero(~windows["is_first"][:, 1:].any(1))[: spec.sequences]
         if len(inside) == 0:
             return
-        result = open_loop(self.agent, {k: v[inside] for k, v in windows.items()}, spec.context, "replay")
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):  # the latents it samples leave torch's RNG as it was
+            torch.manual_seed(int(self.video_rng.integers(2**31)))
+            result = open_loop(self.agent, {k: v[inside] for k, v in windows.items()}, spec.context, "replay")
         if result["pred_image"] is not None:
             frames = render.animation_frames(result, spec.scale)
             data = render.gif_bytes(frames, spec.fps)
@@ -322,40 +351,55 @@ class Trainer:
         else:
             self.logger.figure("imagine/open_loop", render.vector_plot(result), self.progress.step)
 
+    def decide(self) -> tuple[bool, bool]:
+        """(stop, save now): a signal asked to stop, or `run.save_every_seconds` have passed since
+        the last checkpoint. Every rank takes the same decision (the maximum over ranks)."""
+        local = [self.stop.requested, time.monotonic() - self.saved_time >= self.cfg.run.save_every_seconds]
+        if self.ranks.world > 1:
+            local = distributed.maximum(torch.tensor(local, dtype=torch.uint8, device=self.device)).tolist()
+        return bool(local[0]), bool(local[1])
+
     def run(self) -> Progress:
         cfg = self.cfg.run
-        bar = tqdm(total=cfg.steps, initial=self.progress.step, unit="step", dynamic_ncols=True,
-                   disable=None if self.ranks.main else True, desc=Path(self.cfg.logdir).name)
+        console = Console(cfg.steps, self.progress.step, self.logdir.name, self.ranks.main)
+        stop = False
         try:
-            while self.progress.step < cfg.steps:
+            while self.progress.step < cfg.steps and not stop:
                 before = self.progress.step
                 self.collect()
                 self.learn()
-                bar.update(self.progress.step - before)
-                bar.set_postfix(updates=self.ratio.updates, ret=f"{self.progress.last_return:.1f}", refresh=False)
+                console.update(self.progress.step - before, self.ratio.updates, self.progress.last_return)
                 if self.progress.step // cfg.log_every > before // cfg.log_every:
                     self.log()
-                if self.progress.step // cfg.save_every > before // cfg.save_every:
+                    console.line(self.progress.step, self.ratio.updates, self.progress.last_return)
+                stop, save_now = self.decide()
+                if save_now or self.progress.step // cfg.save_every > before // cfg.save_every:
                     self.save()
                 if self.logger and cfg.video_every and self.progress.step // cfg.video_every > before // cfg.video_every:
                     self.log_video()
-            if self.logged_step != self.progress.step:
+            if self.logged_step != self.progress.step and not stop:  # a stop keeps the interval's sums
                 self.log()
             if self.saved_step != self.progress.step:
                 self.save()
         finally:
-            bar.close()
+            console.close()
             self.driver.close()
             if self.logger:
                 self.logger.close()
+        if stop:
+            # the signal this rank received, or SIGTERM where another rank's signal stopped it
+            raise Stopped(self.stop.signum or signal.SIGTERM, self.progress.step)
         if cfg.eval_episodes and self.ranks.main:
             evaluate(self.logdir, cfg.eval_episodes, self.cfg.device, self.logdir / "eval.json")
         return self.progress
 
 
 def train(cfg: Config) -> Progress:
-    """Train as `cfg` says, continuing the run in `cfg.logdir` if it has a checkpoint."""
+    """Train as `cfg` says, continuing the run in `cfg.logdir` if it has a checkpoint. SIGINT and
+    SIGTERM stop it cleanly: a checkpoint at the current step, then `Stopped`."""
+    setup_logging()
     try:
-        return Trainer(cfg).run()
+        with StopRequest() as stop:
+            return Trainer(cfg, stop).run()
     finally:
         distributed.shutdown()

@@ -1,17 +1,16 @@
 """The `dreamer` command line."""
 
-import dataclasses
 import json
 import subprocess
 import sys
-import typing
 
 import pytest
+import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dreamer.cli import main
-from dreamer.config import POSITIVE, UNIT_INTERVAL, Config
+from dreamer.config import Rule, leaf_fields, sizes
 
 TOTALS = {"xs": 8.3e6, "s": 17.9e6, "m": 36.9e6, "l": 76.8e6, "xl": 200.7e6}
 
@@ -58,35 +57,83 @@ def test_console_script_entry_point():
     assert "8,268,083" in out
 
 
-def _numeric_keys(cls=Config, prefix="") -> list[str]:
-    """Every int or float config key, as dotted names."""
-    keys = []
-    for name, kind in typing.get_type_hints(cls).items():
-        if dataclasses.is_dataclass(kind):
-            keys += _numeric_keys(kind, f"{prefix}{name}.")
-        elif kind in (int, float):
-            keys.append(prefix + name)
-    return keys
+FIELDS = dict(leaf_fields())
+NUMERIC = [key for key, f in FIELDS.items() if f.type in ("int", "float")]
+BOUNDED = [key for key in NUMERIC if FIELDS[key].metadata["rule"].low is not None
+           or FIELDS[key].metadata["rule"].high is not None]
+CHOICES = [key for key, f in FIELDS.items() if f.metadata["rule"].choices]
 
 
-NUMERIC = [k for k in _numeric_keys() if not k.startswith("dims.")]
+def _one_line_naming(argv: list[str], key: str, capsys) -> str:
+    assert main(["config", "--env", "crafter", "--size", "xs", *argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"'{key}'" in err and "accepted: " in err, err
+    return err
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_every_field_of_the_schema_declares_what_it_accepts():
+    """A field added later without bounds or choices fails here."""
+    assert len(FIELDS) > 60
+    for key, f in FIELDS.items():
+        assert isinstance(f.metadata.get("rule"), Rule), key
+    assert set(NUMERIC) == set(BOUNDED)  # every number is bounded on at least one side
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(key=st.sampled_from(NUMERIC), word=st.from_regex(r"[a-z]{1,8}", fullmatch=True))
 def test_any_numeric_key_given_a_word_is_one_line_naming_it(key, word, capsys):
-    assert main(["sizes", "--env", "crafter", "--size", "xs", "--set", f"{key}={word}"]) == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and f"'{key}'" in err and word in err
+    assert word in _one_line_naming(["--set", f"{key}={word}"], key, capsys)
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(key=st.sampled_from([*POSITIVE, *UNIT_INTERVAL]), value=st.sampled_from(["-1", "0", "1.5", "-0.25"]))
-def test_out_of_range_values_are_one_line_naming_the_key(key, value, capsys):
-    """POSITIVE keys are integers > 0 (all four values are wrong); UNIT_INTERVAL keys take "0"."""
-    code = main(["sizes", "--env", "crafter", "--size", "xs", "--set", f"{key}={value}"])
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(key=st.sampled_from(BOUNDED), distance=st.sampled_from([0.5, 1, 7, 1e6]), side=st.sampled_from(["low", "high"]))
+def test_values_outside_a_fields_bounds_are_one_line_naming_key_and_value(key, distance, side, capsys):
+    rule, kind = FIELDS[key].metadata["rule"], FIELDS[key].type
+    bound = rule.low if side == "low" else rule.high
+    if bound is None:
+        bound, side = (rule.high, "high") if side == "low" else (rule.low, "low")
+    open_end = rule.low_open if side == "low" else rule.high_open
+    distance = max(1, round(distance)) if kind == "int" else distance
+    value = bound - distance if side == "low" else bound + distance
+    if open_end and distance == 1e6:
+        value = bound  # the excluded bound itself
+    value = int(value) if kind == "int" else float(value)
+    err = _one_line_naming(["--set", f"{key}={value}"], key, capsys)
+    assert repr(value) in err and rule.describe(kind) in err
+
+
+@pytest.mark.parametrize("key", CHOICES)
+def test_choices_name_what_is_accepted(key, capsys):
+    err = _one_line_naming(["--set", f"{key}=nonsense"], key, capsys)
+    assert ", ".join(FIELDS[key].metadata["rule"].choices) in err
+
+
+@pytest.mark.parametrize("overrides, keys", [
+    (["actor.min_std=2", "actor.max_std=1"], "actor.min_std=2.0, actor.max_std=1.0"),
+    (["behavior.return_low=0.9", "behavior.return_high=0.1"], "behavior.return_low=0.9, behavior.return_high=0.1"),
+    (["encoder.min_res=3"], "environment.size=64, encoder.min_res=3"),
+    (["decoder.min_res=128"], "environment.size=64, decoder.min_res=128"),
+    (["replay.capacity=10"], "replay.batch_length=64, replay.capacity=10"),
+    (["run.prefill=10"], "run.prefill=10, run.envs=1, replay.batch_length=64"),
+])
+def test_cross_field_rules(overrides, keys, capsys):
+    assert main(["config", "--env", "crafter", "--size", "xs", *[a for o in overrides for a in ("--set", o)]]) == 2
     err = capsys.readouterr().err.strip()
-    if key in UNIT_INTERVAL and value == "0":
-        assert code == 0, err
-        return
-    assert code == 2 and len(err.splitlines()) == 1 and f"'{key}'" in err, (key, value, err)
+    assert len(err.splitlines()) == 1 and keys in err and "accepted: " in err, err
+
+
+def test_reported_defects_are_one_line_errors(capsys):
+    for key, value in [("behavior.discount_horizon", "0"), ("optim.actor.lr", "-1"), ("encoder.min_res", "0")]:
+        _one_line_naming(["--set", f"{key}={value}"], key, capsys)
+
+
+def test_config_prints_the_resolved_yaml(capsys):
+    assert main(["config", "--env", "gym:CartPole-v1", "--size", "s", "--set", "run.steps=5"]) == 0
+    cfg = yaml.safe_load(capsys.readouterr().out)
+    assert cfg["env"] == "gym:CartPole-v1" and cfg["run"]["steps"] == 5 and cfg["rssm"]["deter"] == sizes()["s"]["deter"]
+
+
+def test_a_bad_value_writes_nothing_to_the_logdir(tmp_path, capsys):
+    logdir = tmp_path / "run"
+    assert main(["train", "--env", "gym:CartPole-v1", "--logdir", str(logdir), "--set", "optim.actor.lr=-1"]) == 2
+    assert not logdir.exists()

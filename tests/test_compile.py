@@ -41,7 +41,7 @@ def test_compiled_updates_equal_eager_in_fp32(monkeypatch):
         grads = {n: p.grad.clone() for n, p in agent.behavior.named_parameters() if p.grad is not None}
         runs[setting] = (metrics, agent.state_dict(), grads, agent)
     (eager_metrics, eager_state, eager_grads, _), (metrics, state, grads, agent) = runs["off"], runs["on"]
-    assert isinstance(agent.losses()["world_model"], compiler.CompiledLoss)
+    assert isinstance(agent.losses()["world_model"], compiler.Compiled)
     for want, got in zip(eager_metrics, metrics):
         for key in want:
             assert got[key] == pytest.approx(want[key], rel=1e-5, abs=1e-5, nan_ok=True), key
@@ -75,3 +75,28 @@ def test_compile_setting_per_device():
     assert compiler.mode(cuda) == "reduce-overhead" and compiler.mode(cpu) == "default"
     with pytest.raises(ValueError, match="accepted: auto, on, off"):
         compiler.enabled("yes", cpu)
+
+
+@pytest.mark.parametrize("mode", ["train", "greedy"])
+def test_compiled_policy_step_equals_eager(monkeypatch, mode):
+    monkeypatch.setattr(torch._inductor.config, "fallback_random", True)  # eager's random streams
+    obs, act = SHAPES["vector-discrete"]
+    steps = random_batch(obs, act, batch=3, length=4, seed=2)  # 3 envs, 4 steps, a reset at step 2
+    runs = {}
+    for setting in ("off", "on"):
+        torch._dynamo.reset()
+        agent = _agent(setting, obs, act)
+        torch.manual_seed(3)
+        state, actions = None, []
+        for t in range(4):
+            if t == 1:  # one graph, built at the first step, for every later step
+                monkeypatch.setattr(torch._dynamo.config, "error_on_recompile", True)
+            action, state = agent.policy({k: v[:, t] for k, v in steps.items()}, state, mode)
+            actions.append(action)
+        monkeypatch.setattr(torch._dynamo.config, "error_on_recompile", False)
+        runs[setting] = (torch.stack(actions), state, agent)
+    (eager_actions, eager_state, _), (actions, state, agent) = runs["off"], runs["on"]
+    assert isinstance(agent.policy_step(mode), compiler.Compiled)
+    torch.testing.assert_close(actions, eager_actions, rtol=0, atol=0)
+    torch.testing.assert_close(state[0].deter, eager_state[0].deter, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(state[0].stoch, eager_state[0].stoch, rtol=0, atol=0)

@@ -63,14 +63,14 @@ def test_size_can_be_set_by_override():
         (["optim.actor.lrr=1"], {}, "accepted under 'optim.actor': lr, eps, clip"),
         (["bogus=1"], {}, "unknown config key 'bogus'; accepted at the top level: env, size"),
         (["rssm.deter=abc"], {}, "bad value for config key 'rssm.deter'"),
-        (["rssm.deter=-1"], {}, "'rssm.deter': -1 (must be > 0)"),
-        (["actor.unimix=2"], {}, "'actor.unimix': 2.0 (must be in [0, 1])"),
+        (["rssm.deter=-1"], {}, "'rssm.deter': -1; accepted: an integer >= 1"),
+        (["actor.unimix=2"], {}, "'actor.unimix': 2.0; accepted: a number in [0, 1)"),
         (["rssm"], {}, "bad override 'rssm'; expected KEY=VALUE"),
         ([], {"size": "xxl"}, "unknown size 'xxl'; accepted: xs, s, m, l, xl"),
         ([], {"env": "dmc:walker"}, "unknown env suite 'dmc' in env='dmc:walker'; accepted: atari, atari100k"),
-        ([], {"device": "tpu"}, "'device': 'tpu'; accepted: auto, cpu, cuda, cuda:N"),
+        ([], {"device": "tpu"}, "'device': 'tpu'; accepted: auto, cpu, cuda or cuda:N"),
         ([], {"steps": "many"}, "bad value for config key 'run.steps'"),
-        ([], {"prefill": 10}, "'run.prefill': 10 leaves fewer than replay.batch_length = 64 steps per env"),
+        ([], {"prefill": 10}, "run.prefill=10, run.envs=1, replay.batch_length=64; accepted: prefill // envs >= batch_length"),
     ],
 )
 def test_errors_are_one_line_and_name_the_problem(overrides, flags, message):

@@ -86,7 +86,7 @@ def test_crafter_adapter():
         ("gym:CarRacing-v3", "accepted: 1-D Box or Discrete"),
         ("minerl:ObtainDiamond", "unknown minerl task 'ObtainDiamond' in env='minerl:ObtainDiamond'; "
                                  "accepted: diamond"),
-        ("minerl:diamond", "install: minerl (pip install 'dreamer[minerl]' "
+        ("minerl:diamond", "install: minerl (pip install 'dreamer-rl[minerl]' "
                            "(needs Java 8; the Docker image docker/Dockerfile.minerl has it))"),
     ],
 )

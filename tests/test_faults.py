@@ -111,6 +111,13 @@ def test_skipped_updates_are_logged_and_the_run_goes_on(tmp_path, monkeypatch):
     records = [json.loads(line) for line in (logdir / "metrics.jsonl").read_text().splitlines()]
     skipped = [r["train/skipped"] for r in records if "train/skipped" in r]
     assert skipped and all(0.4 <= s <= 0.6 for s in skipped)  # every other update
+    # the finite gradient norms of the interval are still logged, with the count of skipped updates
+    trained = [r for r in records if "train/skipped" in r]
+    assert all(math.isfinite(r["grad_norm/world_model"]) for r in trained)
+    for before, record in zip(records, records[1:]):
+        if "train/skipped" in record:  # skipped updates = fraction skipped x updates in the interval
+            interval = record["perf/updates"] - before["perf/updates"]
+            assert record["train/skipped_updates"] == round(record["train/skipped"] * interval) >= 1
     payload = checkpoint.load_latest(logdir / "checkpoints")[1]
     assert all(torch.isfinite(v).all() for v in payload["agent"].values() if v.is_floating_point())
 

@@ -110,6 +110,9 @@ def test_vector_env_writes_a_plot(cartpole_run, tmp_path):
         ("horizon-too-long", "but the longest stored episode segment has"),
         ("missing", "does not exist"),
         ("bad-extension", "unknown output type '.jpg'"),
+        ("context-0", "--context, --horizon and --episodes must be >= 1, got 0, 9, 2"),
+        ("horizon-0", "--context, --horizon and --episodes must be >= 1, got 3, 0, 2"),
+        ("empty-replay-dir", "no saved episodes in"),
     ],
 )
 def test_clear_errors(case, message, crafter_run, cartpole_run, tmp_path, capsys):
@@ -118,10 +121,26 @@ def test_clear_errors(case, message, crafter_run, cartpole_run, tmp_path, capsys
         "horizon-too-long": imagine_args(crafter_run, tmp_path / "x.gif") + ["--horizon", "500"],
         "missing": imagine_args(tmp_path / "nothing", tmp_path / "x.gif"),
         "bad-extension": imagine_args(crafter_run, tmp_path / "x.jpg"),
+        "context-0": imagine_args(crafter_run, tmp_path / "x.gif") + ["--context", "0"],
+        "horizon-0": imagine_args(crafter_run, tmp_path / "x.gif") + ["--horizon", "0"],
+        "empty-replay-dir": imagine_args(crafter_run, tmp_path / "x.gif") + ["--replay-dir", str(tmp_path)],
     }[case]
     assert main(args) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
+
+
+def test_replay_dir_is_read_from_the_flag_or_the_runs_config(tmp_path):
+    """A run that kept its replay outside the logdir: `imagine` finds it through the saved config,
+    and `--replay-dir` points elsewhere."""
+    logdir, replay = tmp_path / "run", tmp_path / "elsewhere"
+    assert main(train_args(logdir, "gym:CartPole-v1", 120, "--replay-dir", str(replay))) == 0
+    assert not (logdir / "replay").exists() and list(replay.glob("*.npz"))
+    assert main(imagine_args(logdir, tmp_path / "a.png")) == 0
+    moved = tmp_path / "moved"
+    replay.rename(moved)
+    assert main(imagine_args(logdir, tmp_path / "b.png")) == 2
+    assert main(imagine_args(logdir, tmp_path / "b.png", "--replay-dir", str(moved))) == 0
 
 
 def test_training_writes_open_loop_videos_to_tensorboard(crafter_run, cartpole_run):

@@ -323,5 +323,5 @@ def test_missing_minerl_says_how_to_install():
         make_env("minerl:diamond", env_cfg())
     message = str(info.value)
     assert "\n" not in message
-    assert "needs the 'minerl' package" in message and "pip install 'dreamer[minerl]'" in message
+    assert "needs the 'minerl' package" in message and "pip install 'dreamer-rl[minerl]'" in message
     assert "Java 8" in message and "docker/Dockerfile.minerl" in message

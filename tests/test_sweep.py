@@ -74,7 +74,7 @@ def test_interrupted_run_resumes_from_its_checkpoint(tmp_path):
     run_sweep(sweep, printer=lambda text: None)
     compute = json.loads((run / "compute.json").read_text())
     assert compute["policy_steps"] == 120 and compute["updates"] == (120 - 50) * 16 // 64
-    assert "continuing the run" in (run / "train.log").read_text()
+    assert "continuing from" in (run / "train.log").read_text()
 
 
 def test_failed_run_is_reported_with_why(tmp_path):
@@ -169,7 +169,7 @@ def test_ray_backend_missing_package_is_a_clear_error(tmp_path, monkeypatch, cap
     with pytest.raises(ConfigError) as info:
         run_sweep(tiny_sweep(tmp_path), printer=lambda text: None, backend="ray")
     assert "--backend ray needs the 'ray' package" in str(info.value)
-    assert "pip install 'dreamer[ray]'" in str(info.value)
+    assert "pip install 'dreamer-rl[ray]'" in str(info.value)
 
 
 def test_custom_widths_in_a_sweep(tmp_path):

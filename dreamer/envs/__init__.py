@@ -13,11 +13,11 @@ from dreamer.config import ConfigError, EnvConfig, suite_of
 from dreamer.envs.base import Adapter
 
 INSTALL = {
-    "crafter": "pip install 'dreamer[crafter]'",
-    "atari": "pip install 'dreamer[atari]'",
-    "atari100k": "pip install 'dreamer[atari]'",
+    "crafter": "pip install 'dreamer-rl[crafter]'",
+    "atari": "pip install 'dreamer-rl[atari]'",
+    "atari100k": "pip install 'dreamer-rl[atari]'",
     "gym": "included",
-    "minerl": "pip install 'dreamer[minerl]' (needs Java 8; the Docker image docker/Dockerfile.minerl has it)",
+    "minerl": "pip install 'dreamer-rl[minerl]' (needs Java 8; the Docker image docker/Dockerfile.minerl has it)",
 }
 
 

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
+import logging
 import pickle
-import sys
-import warnings
 from typing import Any, Callable
 
 import gymnasium as gym
@@ -12,6 +11,7 @@ import numpy as np
 
 # policy(obs of N envs) -> (model-form actions (N, A), env actions (N,) or (N, A))
 Policy = Callable[[dict[str, np.ndarray]], tuple[np.ndarray, np.ndarray]]
+log = logging.getLogger("dreamer")
 LOG_PREFIX = "log_"  # observation keys for the episode record (Crafter achievements, MineRL items)
 
 
@@ -74,8 +74,8 @@ class Driver:
     def _recover(self, err: Exception, ended: np.ndarray) -> list[dict[str, float]]:
         """Close the broken envs, start fresh ones; the episodes they were in end as truncated."""
         self.restarts += 1
-        print(f"dreamer: warning: env fault ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}); "
-              f"restarting the {self.count} env(s) (restart {self.restarts})", file=sys.stderr)
+        log.warning(f"env fault ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}); "
+                    f"restarting the {self.count} env(s) (restart {self.restarts})")
         self._close_broken()
         truncated = [{"return": float(self.returns[env]), "length": int(self.lengths[env]), "truncated": 1.0}
                      for env in range(self.count) if not ended[env]]
@@ -108,7 +108,7 @@ class Driver:
             try:
                 state["envs"] = [pickle.dumps(env) for env in self.envs.envs]
             except (pickle.PicklingError, TypeError, AttributeError) as err:
-                warnings.warn(f"env state cannot be saved ({err}); a resumed run starts new episodes", stacklevel=2)
+                log.warning(f"env state cannot be saved ({err}); a resumed run starts new episodes")
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> bool:

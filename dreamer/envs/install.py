@@ -14,5 +14,5 @@ def require(module: str, extra: str, purpose: str = "this env") -> ModuleType:
     except ImportError:
         raise ConfigError(
             f"{purpose} needs the {module!r} package, which is not installed; "
-            f"install it with: pip install 'dreamer[{extra}]'"
+            f"install it with: pip install 'dreamer-rl[{extra}]'"
         ) from None

@@ -1,0 +1,72 @@
+"""What a run prints on stderr: the start block, its progress and its warnings.
+
+On a terminal progress is a bar; otherwise (`> train.log`, nohup, SLURM, `docker logs`) it is one
+plain line every `run.log_every` steps. Messages go through the `dreamer` logger, written above
+the bar so a warning never tears it.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import sys
+import time
+
+from tqdm import tqdm
+
+log = logging.getLogger("dreamer")
+
+
+class _AboveTheBar(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            tqdm.write(self.format(record), file=sys.stderr)
+        except Exception:  # noqa: BLE001 -- logging must never stop the run
+            self.handleError(record)
+
+
+class _Prefix(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        prefix = "dreamer: warning: " if record.levelno >= logging.WARNING else "dreamer: "
+        return prefix + record.getMessage()
+
+
+def setup_logging() -> None:
+    """INFO and above of the `dreamer` logger to stderr (once per process)."""
+    if any(isinstance(h, _AboveTheBar) for h in log.handlers):
+        return
+    handler = _AboveTheBar()
+    handler.setFormatter(_Prefix())
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+
+
+class Console:
+    """The progress of a run from `initial` to `total` steps (rank 0 only: `enabled`)."""
+
+    def __init__(self, total: int, initial: int, name: str, enabled: bool):
+        self.total, self.enabled = total, enabled
+        self.interactive = enabled and sys.stderr.isatty()
+        self.bar = tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True, desc=name,
+                        disable=not self.interactive, file=sys.stderr)
+        self.since = (time.monotonic(), initial)
+
+    def update(self, steps: int, updates: int, last_return: float) -> None:
+        if self.interactive:
+            self.bar.update(steps)
+            self.bar.set_postfix(updates=updates, ret=f"{last_return:.1f}", refresh=False)
+
+    def line(self, step: int, updates: int, last_return: float) -> None:
+        """Without a terminal: step, speed since the last line, updates, last return and ETA."""
+        if not self.enabled or self.interactive:
+            return
+        now = time.monotonic()
+        start, first = self.since
+        rate = (step - first) / max(now - start, 1e-9)
+        self.since = (now, step)
+        eta = datetime.timedelta(seconds=round((self.total - step) / rate)) if rate > 0 else "?"
+        log.info(f"step {step:,}/{self.total:,} ({100 * step / self.total:.0f}%)  {rate:.1f} steps/s  "
+                 f"updates {updates:,}  last return {last_return:.2f}  ETA {eta}")
+
+    def close(self) -> None:
+        self.bar.close()
