@@ -186,3 +186,12 @@ def test_videos_do_not_change_what_the_agent_trains_on(tmp_path):
                        for r in read_jsonl(logdir / "metrics.jsonl")]
     assert (tmp_path / "video-50").glob("events.*") and runs[50] == runs[0]
     assert any("loss/world_model" in r for r in runs[0])
+
+
+def test_checkpoints_also_come_every_save_every_seconds(tmp_path):
+    """With step-based saves out of reach, the time-based ones still come (the newest two kept)."""
+    logdir = tmp_path / "run"
+    assert main(train_args(logdir, "gym:CartPole-v1", 100, "--set", "run.save_every=100000",
+                           "--set", "run.save_every_seconds=0.01")) == 0
+    steps = [int(p.stem.split("-")[1]) for p in checkpoint.list_checkpoints(logdir / "checkpoints")]
+    assert len(steps) == 2 and steps[0] < steps[1] == 100
