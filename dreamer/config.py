@@ -143,6 +143,7 @@ class EnvConfig:
     length: int = at_least(0)
     sticky: float = between(0, 1)
     noops: int = at_least(0)
+    actions: str = one_of("minimal", "all")  # Atari: the game's minimal action set or all 18
     timeout: float = above(0)
 
 

@@ -58,12 +58,13 @@ class StopRequest:
 
     def _handle(self, signum: int, frame: object) -> None:
         name = signal.Signals(signum).name
+        start = "\n" if sys.stderr.isatty() else ""  # off the progress bar's line
         if self.signum is not None:
-            sys.stderr.write(f"\ndreamer: {name} again: exiting now; the last checkpoint is kept\n")
+            sys.stderr.write(f"{start}dreamer: {name} again: exiting now; the last checkpoint is kept\n")
             sys.stderr.flush()
             os._exit(128 + signum)
         self.signum = signum
-        sys.stderr.write(f"\ndreamer: {name}: stopping after the current update and saving a checkpoint "
+        sys.stderr.write(f"{start}dreamer: {name}: stopping after the current update and saving a checkpoint "
                          f"(send it again to exit at once)\n")
         sys.stderr.flush()
 

@@ -31,9 +31,9 @@ import numpy as np
 import torch
 
 from dreamer import checkpoint, compiler, distributed, precision, render
-from dreamer.console import Console, log, setup_logging
 from dreamer.agent import Agent, AgentPolicy
 from dreamer.config import Config, identity, to_yaml
+from dreamer.console import Console, log, setup_logging
 from dreamer.envs import make_vector, spaces
 from dreamer.envs.crafter_env import crafter_score
 from dreamer.envs.driver import Driver, random_policy

@@ -34,7 +34,13 @@ def test_atari100k_protocol_preset():
     assert cfg.run.steps * cfg.environment.repeat == 400_000 and cfg.run.steps == 100_000
     assert cfg.environment.sticky == 0.0 and cfg.run.eval_episodes == 100 and cfg.run.envs == 1
     assert cfg.environment.length * cfg.environment.repeat == 108_000  # the standard 30-minute cap
-    assert load_config([], {"env": "atari:Pong"}).environment.sticky == 0.25
+    assert (cfg.environment.actions, cfg.environment.noops) == ("minimal", 30)
+
+
+def test_atari_suite_as_the_reference_code_ran_it():
+    """P1's 200M-frame Atari: sticky actions 0.25, all 18 actions, no random no-ops."""
+    env = load_config([], {"env": "atari:Pong"}).environment
+    assert (env.sticky, env.actions, env.noops) == (0.25, "all", 0)
 
 
 def test_flags_and_overrides_win_over_suite_and_size():

@@ -126,3 +126,14 @@ def test_human_normalized_score():
     assert human_normalized("Pong", -20.7) == pytest.approx(0.0)
     assert human_normalized("Breakout", 1.7 + (30.5 - 1.7) / 2) == pytest.approx(0.5)
     assert human_normalized("NotAGame", 1.0) is None
+
+
+def test_atari_action_sets():
+    pytest.importorskip("ale_py")
+    sets = {}
+    for suite in ("atari", "atari100k"):
+        cfg = load_config([], {"env": f"{suite}:Pong"})
+        env = make_env(f"{suite}:Pong", cfg.environment, seed=0)
+        sets[suite] = env.action_space.n
+        env.close()
+    assert sets == {"atari": 18, "atari100k": 6}  # Pong's minimal set has 6 actions

@@ -2,7 +2,9 @@
 
 `frameskip=1` in the ALE env and gymnasium's `AtariPreprocessing` (frame skip `repeat`, max-pooled
 frames, `size` x `size` RGB, up to `noops` random no-ops at reset); sticky actions with
-probability `sticky`; the minimal action set; episodes cut at `length` agent steps.
+probability `sticky`; the game's minimal action set or all 18 (`actions`); episodes cut at
+`length` agent steps. P1's `atari` suite as the reference code ran it: sticky 0.25, all 18 actions,
+no no-ops; `atari100k`: no sticky actions, the minimal set, up to 30 no-ops.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ class AtariEnv(Adapter):
         frames = cfg.length * cfg.repeat if cfg.length else 108_000
         try:
             env = gym.make(f"ALE/{task}-v5", frameskip=1, repeat_action_probability=cfg.sticky,
-                           full_action_space=False, max_num_frames_per_episode=frames)
+                           full_action_space=cfg.actions == "all", max_num_frames_per_episode=frames)
         except gym.error.Error as err:
             games = "e.g. Pong, Breakout, MsPacman"
             raise ConfigError(f"unknown Atari game {task!r} ({str(err).splitlines()[0]}); accepted: ALE names, {games}") from None
