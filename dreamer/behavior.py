@@ -39,6 +39,13 @@ def lambda_return(reward: Tensor, value: Tensor, cont: Tensor, lam: float) -> Te
     return torch.stack(returns[::-1], 1)
 
 
+def normalized_advantage(returns: Tensor, value: Tensor, scale: Tensor) -> Tensor:
+    """(R_t - v(s_t)) / S for t < H. returns (N, H), value (N, H+1) -> (N, H). The baseline keeps
+    its gradient, as in the reference P1 code: for a continuous actor trained by dynamics
+    backprop, v(s_t) of an imagined s_t depends on the earlier actions (design.md, actor)."""
+    return (returns - value[:, :-1]) / scale
+
+
 def actor_loss(objective: Tensor, entropy: Tensor, weight: Tensor, eta: float) -> Tensor:
     """-mean(w (objective + eta H(pi)))  (P1 eq. 8). For REINFORCE the objective is
     sg(adv) log pi(a); for dynamics backprop it is the normalised advantage itself. (N, H) each."""
@@ -139,8 +146,9 @@ class Behavior(nn.Module):
         torch._foreach_add_(slow, steps)
 
     def _policy(self, state: Latent) -> tuple[Tensor, Tensor]:
-        """Sample an action; the aux output is the log-probability (discrete) or entropy."""
-        dist = self.actor(state.feat())
+        """Sample an action; the aux output is the log-probability (discrete) or entropy. The actor
+        reads sg(s_t): returns reach it only through its actions (P1 reference code)."""
+        dist = self.actor(state.feat().detach())
         action = dist.sample()
         if self.actor.discrete:
             return action, torch.stack([dist.log_prob(action.detach()), dist.entropy()], -1)
@@ -176,8 +184,7 @@ class Behavior(nn.Module):
 
         self.return_norm.update(returns)
         scale = self.return_norm.scale()
-        baseline = value[:, :-1].detach()
-        adv = (returns - baseline) / scale  # (N, H), every path normalised
+        adv = normalized_advantage(returns, value, scale)  # (N, H); value is detached for REINFORCE
         if discrete:
             logp, entropy = aux.unbind(-1)
             objective = adv.detach() * logp
@@ -198,7 +205,7 @@ class Behavior(nn.Module):
             "loss/critic": value_loss.detach(),
             "actor/entropy": entropy.mean().detach(),
             "behavior/return": returns.mean().detach(),
-            "behavior/value": baseline.mean(),
+            "behavior/value": value[:, :-1].mean().detach(),
             "behavior/imag_reward": reward[:, 1:].mean().detach(),
             "behavior/return_scale": scale.detach(),
             "behavior/return_low": self.return_norm.low.clone(),

@@ -175,3 +175,35 @@ def test_module_train_eval_modes_still_work():
     assert not agent.training and not agent.wm.training
     agent.train()
     assert agent.training
+
+
+def test_continuous_actor_as_the_reference_trains_it(monkeypatch):
+    """Dynamics backprop (P1 reference code): the actor reads sg(s_t), so returns reach it only
+    through its actions; the baseline v(s_t) keeps its gradient, which changes the actor's."""
+    from dreamer import behavior as behavior_module
+
+    agent = _agent("vector-continuous")
+    batch = agent.to_tensors(random_batch(agent.obs_space, agent.act_space))
+    agent.train(batch)  # zero-initialised heads move, so values and rewards carry gradients
+    with torch.no_grad():  # a critic whose values depend on the state clearly (its grown weights)
+        torch.nn.init.normal_(agent.behavior.critic.out.weight, std=1.0)
+    post = agent.wm.loss(batch)[1]
+    start = post.detach().map(lambda x: x.flatten(0, 1))
+    cont = 1.0 - batch["is_terminal"].flatten().float()
+    inputs = []
+    hook = agent.behavior.actor.register_forward_pre_hook(lambda module, args: inputs.append(args[0]))
+
+    def actor_grads() -> dict[str, torch.Tensor]:
+        agent.zero_grad(set_to_none=True)
+        torch.manual_seed(0)
+        agent.behavior.loss(agent.frozen_world_model(), start, cont)[0].backward()
+        return {n: p.grad.clone() for n, p in agent.behavior.actor.named_parameters()}
+
+    kept = actor_grads()
+    hook.remove()
+    assert len(inputs) == agent.behavior.cfg.horizon and not any(x.requires_grad for x in inputs)
+    plain = behavior_module.normalized_advantage
+    monkeypatch.setattr(behavior_module, "normalized_advantage",
+                        lambda returns, value, scale: plain(returns, value.detach(), scale))
+    stopped = actor_grads()
+    assert any(not torch.allclose(kept[n], stopped[n]) for n in kept)

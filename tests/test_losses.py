@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from dreamer.behavior import ReturnNorm, actor_loss, critic_loss, lambda_return
+from dreamer.behavior import ReturnNorm, actor_loss, critic_loss, lambda_return, normalized_advantage
 from dreamer.nets.dists import TwoHot, symexp
 from dreamer.world_model import kl_loss
 
@@ -94,6 +94,17 @@ def test_actor_loss_by_hand():
     weight = torch.tensor([[1.0, 0.5]])
     # -mean(w (obj + eta H)) with eta = 0.1: -((2 + 0.1) + 0.5 (-1 + 0.3)) / 2 = -(2.1 - 0.35) / 2
     assert actor_loss(objective, entropy, weight, 0.1).item() == pytest.approx(-0.875)
+
+
+def test_advantage_keeps_the_baselines_gradient():
+    """(R_t - v(s_t)) / S: for dynamics backprop the gradient reaches v(s_t) as -1/S (P1 reference)."""
+    returns = torch.tensor([[3.0, 5.0]], requires_grad=True)
+    value = torch.tensor([[1.0, 2.0, 4.0]], requires_grad=True)
+    adv = normalized_advantage(returns, value, torch.tensor(2.0))
+    torch.testing.assert_close(adv, torch.tensor([[1.0, 1.5]]), rtol=0, atol=0)
+    adv.sum().backward()
+    torch.testing.assert_close(value.grad, torch.tensor([[-0.5, -0.5, 0.0]]))  # v(s_H) only through R
+    torch.testing.assert_close(returns.grad, torch.tensor([[0.5, 0.5]]))
 
 
 def test_reinforce_gradient_is_advantage_times_score():
