@@ -50,7 +50,9 @@ CUSTOM_BASE = "xs"  # preset a custom width starts from (its dims are then repla
 
 
 def parse_size(text: str) -> tuple[str, list[str]]:
-    """`m` -> (`m`, []); `w64:64/8/64/1` -> (`w64`, dims overrides deter/cnn_depth/units/layers)."""
+    """`m` -> (`m`, []); `w64:64/8/64/1` -> (`w64`, dims overrides deter/cnn_depth/units/layers).
+    A custom width sizes the vector encoder and decoder too (`units` x `layers`), so that small
+    widths stay small; the presets keep P1's 5 x 1024 vector MLPs."""
     if ":" not in text:
         return text, []
     name, _, widths = text.partition(":")
@@ -59,7 +61,8 @@ def parse_size(text: str) -> tuple[str, list[str]]:
         raise ConfigError(f"bad size {text!r}; accepted: a preset (xs, s, m, l, xl) or NAME:DETER/CNN/UNITS/LAYERS, "
                           f"e.g. w64:64/8/64/1")
     keys = ("deter", "cnn_depth", "units", "layers")
-    return name, [f"dims.{k}={v}" for k, v in zip(keys, parts)]
+    coders = [f"{coder}.mlp_{k}={v}" for coder in ("encoder", "decoder") for k, v in (("units", parts[2]), ("layers", parts[3]))]
+    return name, [f"dims.{k}={v}" for k, v in zip(keys, parts)] + coders
 
 
 @dataclasses.dataclass

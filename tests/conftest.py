@@ -10,7 +10,8 @@ from dreamer.config import load_config
 
 # fp32: tests compare against hand-derived numbers and other code paths; bf16 has tests of its own.
 TINY = ["dims.deter=32", "dims.units=32", "dims.cnn_depth=4", "dims.layers=1", "behavior.horizon=4",
-        "run.precision=fp32"]
+        "run.precision=fp32", "encoder.mlp_units=32", "encoder.mlp_layers=1", "decoder.mlp_units=32",
+        "decoder.mlp_layers=1"]
 FLAGS = gym.spaces.Box(0, 1, (), dtype=bool)
 FAST = [*TINY, "replay.batch_size=4", "replay.batch_length=16", "run.log_every=50", "run.save_every=100",
         "replay.chunk=64"]

@@ -12,7 +12,11 @@ from dreamer.config import Config, ConfigError, load_config, sizes, to_yaml
 def test_defaults_and_size_preset_feed_the_module_slices():
     cfg = load_config([], {"env": "crafter", "size": "m"})
     assert (cfg.rssm.deter, cfg.rssm.hidden, cfg.encoder.cnn_depth, cfg.actor.layers) == (1024, 640, 48, 3)
-    assert (cfg.reward_head.units, cfg.critic.units, cfg.decoder.mlp_layers) == (640, 640, 3)
+    assert (cfg.reward_head.units, cfg.critic.units, cfg.reward_head.layers) == (640, 640, 3)
+    # vector encoder and decoder: 5 x 1024 in every size (the reference P1 code)
+    for size in sizes():
+        cfg = load_config([], {"env": "gym:CartPole-v1", "size": size})
+        assert {(c.mlp_units, c.mlp_layers) for c in (cfg.encoder, cfg.decoder)} == {(1024, 5)}
     assert cfg.optim.world_model.lr == 1e-4 and cfg.optim.actor.eps == 1e-5 and cfg.optim.critic.clip == 100.0
     assert cfg.behavior.horizon == 15 and cfg.behavior.lam == 0.95 and cfg.twohot.bins == 255
 

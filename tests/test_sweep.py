@@ -177,13 +177,15 @@ def test_custom_widths_in_a_sweep(tmp_path):
 
     assert parse_size("m") == ("m", [])
     assert parse_size("w64:64/8/48/2") == ("w64", ["dims.deter=64", "dims.cnn_depth=8", "dims.units=48",
-                                                    "dims.layers=2"])
+                                                    "dims.layers=2", "encoder.mlp_units=48", "encoder.mlp_layers=2",
+                                                    "decoder.mlp_units=48", "decoder.mlp_layers=2"])
     with pytest.raises(ConfigError, match="bad size 'w:1/2/3'; accepted: a preset"):
         parse_size("w:1/2/3")
     sweep = Sweep(env="gym:CartPole-v1", sizes=["w64:64/8/48/2", "xs"], ratios=[32], seeds=1, steps=10, out=tmp_path)
     assert [p.name for p in sweep.points()] == ["w64-r32-s0", "xs-r32-s0"]
     cfg = sweep.config(Point("w64", 32, 0))
     assert (cfg.rssm.deter, cfg.actor.units, cfg.actor.layers) == (64, 48, 2)
+    assert (cfg.encoder.mlp_units, cfg.decoder.mlp_layers) == (48, 2)
     assert cfg.logdir == str(tmp_path / "w64-r32-s0")
     command = sweep.command(Point("w64", 32, 0))
     assert "dims.units=48" in command and command[command.index("--size") + 1] == "xs"
