@@ -12,6 +12,7 @@ import torch
 
 from dreamer.checkpoint import CheckpointError
 from dreamer.config import ConfigError, load_config, sizes
+from dreamer.console import setup_logging
 from dreamer.errors import TrainingError
 from dreamer.stopping import Stopped
 
@@ -254,6 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    setup_logging()
     try:
         args.func(args)
     except (ConfigError, CheckpointError) as err:

@@ -15,12 +15,13 @@ again (tested with `error_on_recompile`). On CUDA the graphs also run as CUDA gr
 
 from __future__ import annotations
 
-import sys
+import logging
 import time
 from typing import Any, Callable
 
 import torch
 
+log = logging.getLogger("dreamer")
 SETTINGS = ("auto", "on", "off")
 AUTO_DEVICES = ("cuda",)  # device types where `auto` compiles
 
@@ -52,5 +53,5 @@ class Compiled:
         start = time.perf_counter()
         out = self.fn(*args)  # traces and compiles the forward; the backward compiles on its first call
         self.compile_seconds = time.perf_counter() - start
-        print(f"dreamer: compiled the {self.name} in {self.compile_seconds:.1f} s", file=sys.stderr)
+        log.info(f"compiled the {self.name} in {self.compile_seconds:.1f} s")
         return out

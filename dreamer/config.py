@@ -1,12 +1,14 @@
 """Typed configuration: dataclass schema, YAML defaults, size presets and dotted overrides.
 
-The dataclasses below only declare names and types; every value comes from `configs/*.yaml`
-(one source of truth). A config is assembled in this order, later layers winning:
+The dataclasses below declare names, types and what each field accepts (a `Rule`: bounds,
+choices or a pattern); every value comes from `configs/*.yaml` (one source of truth). A config is
+assembled in this order, later layers winning:
 
     defaults.yaml  <  <suite>.yaml (from --env)  <  sizes.yaml[size] as `dims`  <  flags and --set
 
-Unknown keys, values of the wrong type and unknown sizes or suites raise `ConfigError` with a
-one-line message that names the offending key or value and lists what is accepted.
+Unknown keys, values of the wrong type or outside their field's rule, broken rules across fields
+(`CROSS_RULES`) and unknown sizes or suites raise `ConfigError` with a one-line message that names
+the key, the value and what is accepted.
 """
 
 from __future__ import annotations
@@ -264,7 +266,7 @@ class Config:
     optim: OptimsConfig = field(default_factory=OptimsConfig)
 
 
-def leaf_fields(node: type = None, prefix: str = "") -> Iterator[tuple[str, dataclasses.Field]]:  # type: ignore[assignment]
+def leaf_fields(node: type | None = None, prefix: str = "") -> Iterator[tuple[str, dataclasses.Field]]:
     """(dotted key, field) of every value of the schema, depth first."""
     for f in dataclasses.fields(node or Config):
         kind = f.default_factory if f.default_factory is not dataclasses.MISSING else None  # type: ignore[misc]

@@ -57,6 +57,8 @@ class StopRequest:
         return self.signum is not None
 
     def _handle(self, signum: int, frame: object) -> None:
+        # Written directly, not through `logging`: a handler that interrupts a logging call would
+        # wait forever on the lock that call holds.
         name = signal.Signals(signum).name
         start = "\n" if sys.stderr.isatty() else ""  # off the progress bar's line
         if self.signum is not None:

@@ -397,7 +397,7 @@ class Trainer:
 def train(cfg: Config) -> Progress:
     """Train as `cfg` says, continuing the run in `cfg.logdir` if it has a checkpoint. SIGINT and
     SIGTERM stop it cleanly: a checkpoint at the current step, then `Stopped`."""
-    setup_logging()
+    setup_logging()  # also when called without the CLI (sweep workers, notebooks)
     try:
         with StopRequest() as stop:
             return Trainer(cfg, stop).run()
