@@ -1,11 +1,11 @@
-"""The 2024 optimizer (`dreamer/laprop.py`) against steps worked out by hand."""
+"""The 2024 optimizer (`dreamer/v2024/laprop.py`) against steps worked out by hand."""
 
 import math
 
 import pytest
 import torch
 
-from dreamer.laprop import LaProp
+from dreamer.v2024.laprop import LaProp
 
 B1, B2, EPS = 0.9, 0.999, 1e-20
 

@@ -1,0 +1,65 @@
+"""Layers of the 2024 recipe (design-2024.md section 2): RMSNorm in fp32, biases everywhere,
+fan-in truncated-normal init with output scales, and the block-diagonal linear of the block GRU.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from einops import einsum
+from torch import Tensor, nn
+
+TRUNC_NORMAL_GAIN = 1.1368  # 1 / std of a unit normal truncated to [-2, 2]: std(w) = outscale / sqrt(fan_in)
+
+
+def init_fan_in_(weight: Tensor, fan_in: int, outscale: float = 1.0) -> Tensor:
+    """w = outscale * 1.1368 / sqrt(fan_in) * zeta, zeta ~ N(0, 1) truncated to [-2, 2]
+    (design-2024.md 2.4; `trunc_normal_in`)."""
+    std = TRUNC_NORMAL_GAIN / math.sqrt(fan_in)
+    with torch.no_grad():
+        nn.init.trunc_normal_(weight, 0.0, std, -2 * std, 2 * std)
+        return weight.mul_(outscale)
+
+
+class RMSNorm(nn.Module):
+    """y = x * rsqrt(mean(x^2) + eps) * scale over the last axis, computed in fp32 and returned in
+    the input's dtype; no shift (design-2024.md 2.2)."""
+
+    def __init__(self, size: int, eps: float):
+        super().__init__()
+        self.eps = eps
+        self.scale = nn.Parameter(torch.ones(size))
+
+    def forward(self, x: Tensor) -> Tensor:
+        with torch.autocast(x.device.type, enabled=False):
+            x32 = x.float()
+            y = x32 * torch.rsqrt(x32.square().mean(-1, keepdim=True) + self.eps) * self.scale
+        return y.to(x.dtype)
+
+
+class Linear(nn.Linear):
+    """A Linear with a zero bias and the fan-in init scaled by `outscale` (0 gives zero weights)."""
+
+    def __init__(self, fan_in: int, fan_out: int, outscale: float = 1.0):
+        super().__init__(fan_in, fan_out)
+        init_fan_in_(self.weight, fan_in, outscale)
+        nn.init.zeros_(self.bias)
+
+
+class BlockLinear(nn.Module):
+    """G independent Linears, block g mapping its inputs (..., g, :) to its outputs (..., g, :):
+    (..., G, in/G) -> (..., G, out/G), plus a bias of size `out` in block-major order. The init's
+    fan-in is the total input width `in`, not the per-block one (design-2024.md 2.4)."""
+
+    def __init__(self, fan_in: int, fan_out: int, blocks: int, outscale: float = 1.0):
+        super().__init__()
+        if fan_in % blocks or fan_out % blocks:
+            raise ValueError(f"widths {fan_in} -> {fan_out} must divide into {blocks} blocks")
+        self.blocks = blocks
+        self.weight = nn.Parameter(init_fan_in_(torch.empty(blocks, fan_in // blocks, fan_out // blocks), fan_in, outscale))
+        self.bias = nn.Parameter(torch.zeros(fan_out))
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = einsum(x, self.weight, "... g i, g i o -> ... g o")
+        return out + self.bias.view(self.blocks, -1)  # (..., G, out/G)
