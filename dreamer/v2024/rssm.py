@@ -1,0 +1,49 @@
+"""The 2024 recipe's RSSM core: a block GRU (design-2024.md section 3.4).
+
+One step from (h, z, a), D = deter, d = hidden, G = blocks:
+  e   = [SiLU(RMSNorm(W0 h + b0)), SiLU(RMSNorm(W1 flat(z) + b1)), SiLU(RMSNorm(W2 a + b2))]   (3d)
+  y   = SiLU(RMSNorm(BlockLinear_G([h_g, e] for each block g)))        one norm over all D units
+  r, c, u per block = split(BlockLinear_G(y_g)) in thirds               no norm on the gates
+  h'  = sigma(u - 1) tanh(sigma(r) c) + (1 - sigma(u - 1)) h
+Blocks mix only through W0 h (dense in h) and the shared RMSNorm statistics.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange, repeat
+from torch import Tensor, nn
+
+from dreamer.v2024.layers import BlockLinear, Linear, RMSNorm
+
+
+class NormedLinear(nn.Sequential):
+    """Linear (with bias) -> RMSNorm -> SiLU: the 2024 hidden layer (design-2024.md 2.1)."""
+
+    def __init__(self, fan_in: int, units: int, eps: float):
+        super().__init__(Linear(fan_in, units), RMSNorm(units, eps), nn.SiLU())
+
+
+class BlockGRU(nn.Module):
+    def __init__(self, deter: int, hidden: int, stoch_flat: int, action_dim: int, blocks: int, eps: float):
+        super().__init__()
+        self.blocks = blocks
+        self.dynin = nn.ModuleList([NormedLinear(deter, hidden, eps), NormedLinear(stoch_flat, hidden, eps),
+                                    NormedLinear(action_dim, hidden, eps)])
+        self.hidden = BlockLinear(deter + blocks * 3 * hidden, deter, blocks)  # block g reads [h_g, e]
+        self.hidden_norm = RMSNorm(deter, eps)
+        self.gates = BlockLinear(deter, 3 * deter, blocks)
+
+    def forward(self, deter: Tensor, stoch_flat: Tensor, action: Tensor) -> Tensor:
+        """h (N, D), flat(z) (N, S*C), a (N, A) -> h' (N, D)."""
+        action = action / action.detach().abs().clamp(min=1.0)  # a / sg(max(1, |a|))
+        e = torch.cat([layer(x) for layer, x in zip(self.dynin, (deter, stoch_flat, action))], -1)  # (N, 3d)
+        h = rearrange(deter, "n (g k) -> n g k", g=self.blocks)  # (N, G, D/G)
+        x = torch.cat([h, repeat(e, "n e -> n g e", g=self.blocks)], -1)  # (N, G, D/G + 3d)
+        y = F.silu(self.hidden_norm(rearrange(self.hidden(x), "n g k -> n (g k)")))  # (N, D)
+        gates = self.gates(rearrange(y, "n (g k) -> n g k", g=self.blocks))  # (N, G, 3D/G)
+        reset, cand, update = (rearrange(part, "n g k -> n (g k)") for part in gates.chunk(3, -1))
+        cand = torch.tanh(torch.sigmoid(reset) * cand)
+        update = torch.sigmoid(update - 1.0)
+        return update * cand + (1 - update) * deter

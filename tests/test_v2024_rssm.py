@@ -1,0 +1,51 @@
+"""The 2024 block GRU against a dense GRU whose weights are masked to the same blocks."""
+
+import torch
+import torch.nn.functional as F
+
+from dreamer.v2024.rssm import BlockGRU
+
+D, HIDDEN, STOCH, ACT, G = 16, 6, 10, 3, 4
+K = D // G  # units per block
+
+
+def _rms(x, scale, eps=1e-4):
+    return x * torch.rsqrt(x.square().mean(-1, keepdim=True) + eps) * scale
+
+
+def test_block_gru_equals_a_dense_gru_with_masked_weights():
+    torch.manual_seed(0)
+    core = BlockGRU(D, HIDDEN, STOCH, ACT, G, eps=1e-4)
+    with torch.no_grad():
+        for p in core.parameters():
+            p.normal_(0, 0.5)  # biases and norm scales away from their init, so each is checked
+    h, z, a = torch.randn(5, D), torch.randn(5, STOCH), 3 * torch.randn(5, ACT)
+
+    # Inputs: three normed branches on h, z and the squashed action.
+    a_sq = a / a.abs().clamp(min=1.0)
+    branches = []
+    for layer, x in zip(core.dynin, (h, z, a_sq)):
+        linear, norm = layer[0], layer[1]
+        branches.append(F.silu(_rms(x @ linear.weight.T + linear.bias, norm.scale)))
+    e = torch.cat(branches, -1)  # (N, 3 HIDDEN)
+
+    # Hidden layer as one dense (D, D + 3 HIDDEN) matrix: unit j of block g sees h_g and all of e.
+    w_in = core.hidden.weight  # (G, K + 3 HIDDEN, K)
+    dense_hidden = torch.zeros(D, D + 3 * HIDDEN)
+    for g in range(G):
+        dense_hidden[g * K:(g + 1) * K, g * K:(g + 1) * K] = w_in[g, :K].T
+        dense_hidden[g * K:(g + 1) * K, D:] = w_in[g, K:].T
+    y = F.silu(_rms(torch.cat([h, e], -1) @ dense_hidden.T + core.hidden.bias, core.hidden_norm.scale))
+
+    # Gates as one dense (3D, D) matrix, block-diagonal; block g's 3K outputs are [reset, cand, update].
+    w_gate = core.gates.weight  # (G, K, 3K)
+    dense_gates = torch.zeros(3 * D, D)
+    for g in range(G):
+        dense_gates[g * 3 * K:(g + 1) * 3 * K, g * K:(g + 1) * K] = w_gate[g].T
+    out = (y @ dense_gates.T + core.gates.bias).view(5, G, 3, K)
+    reset, cand, update = (out[:, :, i].reshape(5, D) for i in range(3))
+    u = torch.sigmoid(update - 1)
+    want = u * torch.tanh(torch.sigmoid(reset) * cand) + (1 - u) * h
+
+    torch.testing.assert_close(core(h, z, a), want)
+
