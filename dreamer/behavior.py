@@ -24,17 +24,20 @@ from dreamer.nets.rssm import Latent
 from dreamer.world_model import WorldModel, action_dim
 
 
-def lambda_return(reward: Tensor, value: Tensor, cont: Tensor, lam: float) -> Tensor:
+def lambda_return(reward: Tensor, value: Tensor, cont: Tensor, lam: float | Tensor) -> Tensor:
     """TD(lambda) returns over imagined states s_0..s_H (P1 eq. 7).
 
-    reward, value, cont: (B, H+1); cont already includes the discount. Result (B, H) with
-    R_t = reward[:, t+1] + cont[:, t+1] ((1 - lam) value[:, t+1] + lam R_{t+1}) and R_H = value[:, H].
+    reward, value, cont: (B, H+1); cont already includes the discount; lam a number or per step
+    (B, H+1) (the 2024 replay returns cut it at episode ends). Result (B, H) with
+    R_t = reward[:, t+1] + cont[:, t+1] ((1 - lam_{t+1}) value[:, t+1] + lam_{t+1} R_{t+1}), R_H = value[:, H].
     """
     horizon = reward.shape[1] - 1
+    lam = torch.as_tensor(lam, dtype=value.dtype, device=value.device).expand_as(value)
     returns = []
     last = value[:, -1]
     for t in reversed(range(horizon)):
-        last = reward[:, t + 1] + cont[:, t + 1] * ((1 - lam) * value[:, t + 1] + lam * last)
+        step_lam = lam[:, t + 1]
+        last = reward[:, t + 1] + cont[:, t + 1] * ((1 - step_lam) * value[:, t + 1] + step_lam * last)
         returns.append(last)
     return torch.stack(returns[::-1], 1)
 
