@@ -49,3 +49,11 @@ def test_block_gru_equals_a_dense_gru_with_masked_weights():
 
     torch.testing.assert_close(core(h, z, a), want)
 
+
+
+def test_block_gru_parameters_at_size200m_on_crafter():
+    """dynin (8,390,656 + 2,099,200 + 19,456) + hidden block layer 8 x 4096 x 1024 + 2 x 8192
+    + gates 8 x 1024 x 3072 + 24,576: the recurrent part of design-2024.md section 8's dyn."""
+    with torch.device("meta"):
+        core = BlockGRU(8192, 1024, 32 * 64, 17, 8, eps=1e-4)
+    assert sum(p.numel() for p in core.parameters()) == 8_390_656 + 2_099_200 + 19_456 + 33_570_816 + 25_190_400
