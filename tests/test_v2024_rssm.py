@@ -3,7 +3,8 @@
 import torch
 import torch.nn.functional as F
 
-from dreamer.v2024.rssm import BlockGRU
+from dreamer.nets.rssm import Latent
+from dreamer.v2024.rssm import RSSM, BlockGRU
 
 D, HIDDEN, STOCH, ACT, G = 16, 6, 10, 3, 4
 K = D // G  # units per block
@@ -57,3 +58,32 @@ def test_block_gru_parameters_at_size200m_on_crafter():
     with torch.device("meta"):
         core = BlockGRU(8192, 1024, 32 * 64, 17, 8, eps=1e-4)
     assert sum(p.numel() for p in core.parameters()) == 8_390_656 + 2_099_200 + 19_456 + 33_570_816 + 25_190_400
+
+
+def test_rssm_parameters_match_the_reference_dyn_at_size200m():
+    """design-2024.md section 8: the reference log's `dyn` on Crafter (4,096 tokens, 17 actions)."""
+    with torch.device("meta"):
+        rssm = RSSM(8192, 1024, 32, 64, 8, 0.01, action_dim=17, token_dim=4096, eps=1e-4)
+    assert sum(p.numel() for p in rssm.parameters()) == 95_495_168
+
+
+def test_reset_zeroes_state_and_action_before_the_core():
+    """At is_first the step runs the core on zeros: h_1 = core(0, 0, 0), not 0."""
+    torch.manual_seed(0)
+    rssm = RSSM(D, HIDDEN, 2, 5, G, 0.01, action_dim=ACT, token_dim=7, eps=1e-4)
+    with torch.no_grad():
+        for p in rssm.parameters():
+            p.normal_(0, 0.5)  # trained biases: the core of zeros is then not zero
+    state = Latent(torch.randn(3, D), torch.eye(5)[torch.randint(0, 5, (3, 2))])
+    action, tokens = torch.randn(3, ACT), torch.randn(3, 7)
+    is_first = torch.tensor([True, False, True])
+    torch.manual_seed(1)
+    got, logits = rssm.obs_step(state, action, tokens, is_first)
+    zero = rssm.initial_state(3)
+    fresh = rssm.core(zero.deter, zero.stoch.flatten(-2), torch.zeros(3, ACT))
+    kept = rssm.core(state.deter, state.stoch.flatten(-2), action)
+    torch.testing.assert_close(got.deter, torch.where(is_first[:, None], fresh, kept))
+    assert fresh.abs().sum() > 0  # the first state after a reset is not zero
+    probs = logits.exp()
+    assert probs.min() >= 0.01 / 5 - 1e-7 and torch.allclose(probs.sum(-1), torch.ones(3, 2))
+    assert torch.equal(got.stoch.sum(-1), torch.ones(3, 2))

@@ -1,4 +1,4 @@
-"""The 2024 recipe's RSSM core: a block GRU (design-2024.md section 3.4).
+"""The 2024 recipe's RSSM with its block GRU core (design-2024.md section 3).
 
 One step from (h, z, a), D = deter, d = hidden, G = blocks:
   e   = [SiLU(RMSNorm(W0 h + b0)), SiLU(RMSNorm(W1 flat(z) + b1)), SiLU(RMSNorm(W2 a + b2))]   (3d)
@@ -15,6 +15,8 @@ import torch.nn.functional as F
 from einops import rearrange, repeat
 from torch import Tensor, nn
 
+from dreamer.nets.dists import OneHotDist, unimix_logits
+from dreamer.nets.rssm import Latent
 from dreamer.v2024.layers import BlockLinear, Linear, RMSNorm
 
 
@@ -47,3 +49,41 @@ class BlockGRU(nn.Module):
         cand = torch.tanh(torch.sigmoid(reset) * cand)
         update = torch.sigmoid(update - 1.0)
         return update * cand + (1 - update) * deter
+
+
+class RSSM(nn.Module):
+    """The 2024 RSSM (design-2024.md 3): a zero initial state, resets that zero h, z and the
+    previous action before the step, the block GRU core, a prior of two hidden layers and a
+    posterior of one on [h, tokens], 1% unimix categoricals with straight-through samples."""
+
+    def __init__(self, deter: int, hidden: int, stoch: int, classes: int, blocks: int, unimix: float,
+                 action_dim: int, token_dim: int, eps: float):
+        super().__init__()
+        self.deter, self.stoch, self.classes, self.unimix = deter, stoch, classes, unimix
+        self.core = BlockGRU(deter, hidden, stoch * classes, action_dim, blocks, eps)
+        self.prior = nn.Sequential(NormedLinear(deter, hidden, eps), NormedLinear(hidden, hidden, eps),
+                                   Linear(hidden, stoch * classes))
+        self.posterior = nn.Sequential(NormedLinear(deter + token_dim, hidden, eps), Linear(hidden, stoch * classes))
+
+    def initial_state(self, batch: int, device: torch.device | None = None) -> Latent:
+        return Latent(torch.zeros(batch, self.deter, device=device),
+                      torch.zeros(batch, self.stoch, self.classes, device=device))
+
+    def _logits(self, raw: Tensor) -> Tensor:
+        """(..., S*C) -> (..., S, C) log-probabilities of 0.99 softmax + 0.01 / C."""
+        return unimix_logits(rearrange(raw, "... (s c) -> ... s c", s=self.stoch), self.unimix)
+
+    def obs_step(self, state: Latent, action: Tensor, tokens: Tensor, is_first: Tensor) -> tuple[Latent, Tensor]:
+        """One posterior step; returns the state and the posterior logits (N, S, C)."""
+        keep = (~is_first.bool()).to(action.dtype)[:, None]  # (N, 1)
+        deter = self.core(state.deter * keep, (state.stoch * keep[..., None]).flatten(-2), action * keep)
+        logits = self._logits(self.posterior(torch.cat([deter, tokens], -1)))
+        return Latent(deter, OneHotDist(logits).sample()), logits
+
+    def img_step(self, state: Latent, action: Tensor) -> Latent:
+        """One prior step: h' = core(h, z, a), z' ~ p(z' | h')."""
+        deter = self.core(state.deter, state.stoch.flatten(-2), action)
+        return Latent(deter, OneHotDist(self.prior_logits(deter)).sample())
+
+    def prior_logits(self, deter: Tensor) -> Tensor:
+        return self._logits(self.prior(deter))
