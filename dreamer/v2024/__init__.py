@@ -1,2 +1,3 @@
 """The 2024 recipe (2024 = arXiv 2301.04104v2 / Nature; `design-2024.md`): its own modules, which
-`recipe: 2024` will choose in one place. Being built: the optimizer, layers, encoder, decoder, RSSM, heads, two-hot and replay-value targets are here."""
+`recipe: 2024` will choose in one place. Built so far: the optimizer (laprop), layers, encoder,
+decoder, RSSM, heads, two-hot and the replay-value targets (returns)."""
