@@ -61,7 +61,8 @@ def parse_size(text: str) -> tuple[str, list[str]]:
         raise ConfigError(f"bad size {text!r}; accepted: a preset (xs, s, m, l, xl) or NAME:DETER/CNN/UNITS/LAYERS, "
                           f"e.g. w64:64/8/64/1")
     keys = ("deter", "cnn_depth", "units", "layers")
-    coders = [f"{coder}.mlp_{k}={v}" for coder in ("encoder", "decoder") for k, v in (("units", parts[2]), ("layers", parts[3]))]
+    units, layers = parts[2], parts[3]
+    coders = [f"{coder}.mlp_{k}={v}" for coder in ("encoder", "decoder") for k, v in (("units", units), ("layers", layers))]
     return name, [f"dims.{k}={v}" for k, v in zip(keys, parts)] + coders
 
 

@@ -57,7 +57,8 @@ class BlockLinear(nn.Module):
         if fan_in % blocks or fan_out % blocks:
             raise ValueError(f"widths {fan_in} -> {fan_out} must divide into {blocks} blocks")
         self.blocks = blocks
-        self.weight = nn.Parameter(init_fan_in_(torch.empty(blocks, fan_in // blocks, fan_out // blocks), fan_in, outscale))
+        weight = torch.empty(blocks, fan_in // blocks, fan_out // blocks)  # (G, in/G, out/G)
+        self.weight = nn.Parameter(init_fan_in_(weight, fan_in, outscale))
         self.bias = nn.Parameter(torch.zeros(fan_out))
 
     def forward(self, x: Tensor) -> Tensor:
