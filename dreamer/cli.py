@@ -34,11 +34,18 @@ def _config(args: argparse.Namespace, **extra):
     return load_config(args.overrides, flags)
 
 
+RECIPES = ("2023", "2024")
+
+
 def cmd_sizes(args: argparse.Namespace) -> None:
     """Parameter counts of every size preset for an env's shapes (built on the meta device)."""
     from dreamer.agent import Agent
     from dreamer.envs import spaces
 
+    if args.recipe not in RECIPES:
+        raise ConfigError(f"unknown recipe {args.recipe!r}; accepted: {', '.join(RECIPES)}")
+    if args.recipe == "2024":
+        return _sizes_2024(args)
     cfg = _config(args)
     obs_space, act_space = spaces(cfg.env, cfg.environment)
     rows = []
@@ -55,6 +62,24 @@ def cmd_sizes(args: argparse.Namespace) -> None:
     print(header)
     for r in rows:
         print(f"{r['size']:<5} {r['world_model']:>12,} {r['actor']:>11,} {r['critic']:>11,} {r['total']:>12,}")
+
+
+def _sizes_2024(args: argparse.Namespace) -> None:
+    """The 2024 presets, per module as the reference optimizer counts them (slow critic excluded)."""
+    from dreamer.envs import spaces
+    from dreamer.v2024 import sizes as sizes_2024
+
+    cfg = _config(args, size=None)
+    obs_space, act_space = spaces(cfg.env, cfg.environment)
+    names = [args.size] if args.size else list(sizes_2024.presets())
+    rows = [{"size": name, **sizes_2024.parameter_counts(name, obs_space, act_space)} for name in names]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return
+    print(f"parameters of the 2024 recipe on {cfg.env} (the slow critic excluded)")
+    print(f"{'size':<9}" + "".join(f"{name:>12}" for name in (*sizes_2024.MODULES, "total")))
+    for r in rows:
+        print(f"{r['size']:<9}" + "".join(f"{r[name]:>12,}" for name in (*sizes_2024.MODULES, "total")))
 
 
 def cmd_config(args: argparse.Namespace) -> None:
@@ -177,6 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("sizes", help="parameter counts of the size presets")
     _config_args(p)
+    p.add_argument("--recipe", default="2023", help="2023 (P1, xs..xl) or 2024 (size1m..size400m)")
     p.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
     p.set_defaults(func=cmd_sizes)
 

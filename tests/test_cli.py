@@ -137,3 +137,19 @@ def test_a_bad_value_writes_nothing_to_the_logdir(tmp_path, capsys):
     logdir = tmp_path / "run"
     assert main(["train", "--env", "gym:CartPole-v1", "--logdir", str(logdir), "--set", "optim.actor.lr=-1"]) == 2
     assert not logdir.exists()
+
+
+def test_sizes_of_the_2024_recipe(capsys):
+    """design-2024.md section 8, Crafter column, and the size200m per-module split."""
+    assert main(["sizes", "--recipe", "2024", "--env", "crafter", "--json"]) == 0
+    rows = {row["size"]: row for row in json.loads(capsys.readouterr().out)}
+    assert {name: row["total"] for name, row in rows.items()} == {
+        "size1m": 687_875, "size12m": 10_498_259, "size25m": 23_495_475, "size50m": 41_658_259,
+        "size100m": 93_480_531, "size200m": 165_965_075, "size400m": 372_920_979}
+    split = {k: v for k, v in rows["size200m"].items() if k not in ("size", "total")}
+    assert split == {"dyn": 95_495_168, "dec": 20_282_115, "val": 12_850_431, "pol": 12_606_481,
+                     "rew": 10_749_183, "con": 10_488_833, "enc": 3_492_864}
+    assert main(["sizes", "--recipe", "2024", "--env", "crafter", "--size", "size3m"]) == 2
+    assert "unknown 2024 size 'size3m'; accepted: size1m, size12m" in capsys.readouterr().err
+    assert main(["sizes", "--recipe", "2025", "--env", "crafter"]) == 2
+    assert "unknown recipe '2025'; accepted: 2023, 2024" in capsys.readouterr().err
