@@ -62,7 +62,8 @@ def parse_size(text: str) -> tuple[str, list[str]]:
                           f"e.g. w64:64/8/64/1")
     keys = ("deter", "cnn_depth", "units", "layers")
     units, layers = parts[2], parts[3]
-    coders = [f"{coder}.mlp_{k}={v}" for coder in ("encoder", "decoder") for k, v in (("units", units), ("layers", layers))]
+    coders = [f"{coder}.mlp_{key}={value}" for coder in ("encoder", "decoder")
+              for key, value in (("units", units), ("layers", layers))]
     return name, [f"dims.{k}={v}" for k, v in zip(keys, parts)] + coders
 
 

@@ -72,7 +72,8 @@ class Learner(nn.Module):
         with torch.no_grad():
             replay_slow = self.wm.twohot.mean(self.slow_critic(replay_feat))
         weight = replay_value_weight(batch["is_last"])
-        repval = replay_value_loss(self.critic(replay_feat), targets, replay_slow, weight, self.wm.twohot, self.slow_reg)
+        repval = replay_value_loss(self.critic(replay_feat), targets, replay_slow, weight, self.wm.twohot,
+                                   self.slow_reg)
         losses = {"world_model": wm_loss, "policy": policy, "value": value_loss, "replay_value": repval}
         metrics.update({f"loss/{k}": v.detach() for k, v in losses.items()})
         metrics["behavior/return_scale"] = self.return_norm.scale().detach()
