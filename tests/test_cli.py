@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dreamer.cli import main
-from dreamer.config import Rule, leaf_fields, sizes
+from dreamer.config import ConfigError, Rule, leaf_fields, load_config, sizes
 
 TOTALS = {"xs": 8.3e6, "s": 17.9e6, "m": 36.9e6, "l": 76.8e6, "xl": 200.7e6}
 
@@ -79,13 +79,23 @@ def test_every_field_of_the_schema_declares_what_it_accepts():
     assert set(NUMERIC) == set(BOUNDED)  # every number is bounded on at least one side
 
 
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_every_bounded_field_refuses_a_value_beyond_its_bound():
+    """The walk over every numeric field: one value just past its lower (or upper) bound."""
+    for key in BOUNDED:
+        rule, kind = FIELDS[key].metadata["rule"], FIELDS[key].type
+        step = 1 if kind == "int" else 0.5
+        value = rule.low - step if rule.low is not None else rule.high + step
+        with pytest.raises(ConfigError, match=f"'{key}'.*accepted: "):
+            load_config([f"{key}={int(value) if kind == 'int' else float(value)}"], {"env": "crafter", "size": "xs"})
+
+
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(key=st.sampled_from(NUMERIC), word=st.from_regex(r"[a-z]{1,8}", fullmatch=True))
 def test_any_numeric_key_given_a_word_is_one_line_naming_it(key, word, capsys):
     assert word in _one_line_naming(["--set", f"{key}={word}"], key, capsys)
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(key=st.sampled_from(BOUNDED), distance=st.sampled_from([0.5, 1, 7, 1e6]), side=st.sampled_from(["low", "high"]))
 def test_values_outside_a_fields_bounds_are_one_line_naming_key_and_value(key, distance, side, capsys):
     rule, kind = FIELDS[key].metadata["rule"], FIELDS[key].type
