@@ -19,8 +19,7 @@ from torch import Tensor, nn
 
 from dreamer.nets.dists import symlog
 from dreamer.v2024.encoder import KERNEL
-from dreamer.v2024.layers import BlockLinear, Linear, RMSNorm, init_fan_in_
-from dreamer.v2024.rssm import NormedLinear
+from dreamer.v2024.layers import BlockLinear, Linear, NormedLinear, RMSNorm, conv, mlp, norm_silu_channels
 from dreamer.world_model import split_keys
 
 UP_MULTS = (4, 3, 2)  # channels of the upsampling stages, times depth
@@ -28,24 +27,16 @@ BOTTLENECK = 4  # times depth: the bottleneck's channels
 STRIDE = 16  # image side / bottleneck side
 
 
-def _conv(cin: int, cout: int) -> nn.Conv2d:
-    conv = nn.Conv2d(cin, cout, KERNEL, padding="same")
-    init_fan_in_(conv.weight, KERNEL * KERNEL * cin)
-    nn.init.zeros_(conv.bias)
-    return conv
-
-
 class UpStage(nn.Module):
     """Nearest 2x upsampling -> Conv 5x5 -> RMSNorm(channels) -> SiLU."""
 
     def __init__(self, cin: int, cout: int, eps: float):
         super().__init__()
-        self.conv = _conv(cin, cout)
+        self.conv = conv(cin, cout, KERNEL)
         self.norm = RMSNorm(cout, eps)
 
     def forward(self, x: Tensor) -> Tensor:  # (N, C, H, W) -> (N, C', 2H, 2W)
-        x = self.conv(F.interpolate(x, scale_factor=2, mode="nearest"))
-        return rearrange(F.silu(self.norm(rearrange(x, "n c h w -> n h w c"))), "n h w c -> n c h w")
+        return norm_silu_channels(self.norm, self.conv(F.interpolate(x, scale_factor=2, mode="nearest")))
 
 
 class Decoder(nn.Module):
@@ -65,11 +56,11 @@ class Decoder(nn.Module):
             self.bottleneck_norm = RMSNorm(top, eps)
             widths = [top] + [m * depth for m in UP_MULTS]
             self.up = nn.Sequential(*[UpStage(cin, cout, eps) for cin, cout in zip(widths, widths[1:])])
-            self.out = _conv(widths[-1], sum(self.channels))
+            self.out = conv(widths[-1], sum(self.channels), KERNEL)
         if self.vector_keys:
             self.sizes = [obs_space[k].shape[0] for k in self.vector_keys]
             fan_in = stoch_flat + deter
-            self.mlp = nn.Sequential(*[NormedLinear(fan_in if i == 0 else units, units, eps) for i in range(layers)])
+            self.mlp = mlp(fan_in, units, layers, eps)
             self.vector_out = Linear(units if layers else fan_in, sum(self.sizes))
 
     def images(self, deter: Tensor, stoch_flat: Tensor) -> Tensor:

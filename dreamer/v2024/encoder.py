@@ -15,8 +15,7 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from dreamer.nets.dists import symlog
-from dreamer.v2024.layers import RMSNorm, init_fan_in_
-from dreamer.v2024.rssm import NormedLinear
+from dreamer.v2024.layers import RMSNorm, conv, mlp, norm_silu_channels
 from dreamer.world_model import split_keys
 
 KERNEL = 5
@@ -27,15 +26,11 @@ class ConvStage(nn.Module):
 
     def __init__(self, cin: int, cout: int, eps: float):
         super().__init__()
-        self.conv = nn.Conv2d(cin, cout, KERNEL, padding="same")
-        init_fan_in_(self.conv.weight, KERNEL * KERNEL * cin)
-        nn.init.zeros_(self.conv.bias)
+        self.conv = conv(cin, cout, KERNEL)
         self.norm = RMSNorm(cout, eps)
 
     def forward(self, x: Tensor) -> Tensor:  # (N, C, H, W) channels-last -> (N, C', H/2, W/2)
-        x = F.max_pool2d(self.conv(x), 2)
-        x = self.norm(rearrange(x, "n c h w -> n h w c"))
-        return rearrange(F.silu(x), "n h w c -> n c h w")
+        return norm_silu_channels(self.norm, F.max_pool2d(self.conv(x), 2))
 
 
 class Encoder(nn.Module):
@@ -47,7 +42,7 @@ class Encoder(nn.Module):
         self.out_dim = 0
         if self.vector_keys:
             size = sum(obs_space[k].shape[0] for k in self.vector_keys)
-            self.mlp = nn.Sequential(*[NormedLinear(size if i == 0 else units, units, eps) for i in range(layers)])
+            self.mlp = mlp(size, units, layers, eps)
             self.out_dim += units if layers else size
         if self.image_keys:
             height = obs_space[self.image_keys[0]].shape[0]

@@ -9,14 +9,13 @@ import gymnasium as gym
 from torch import Tensor, nn
 
 from dreamer.nets.dists import BoundedNormal, OneHotDist, unimix_logits
-from dreamer.v2024.layers import Linear
-from dreamer.v2024.rssm import NormedLinear
+from dreamer.v2024.layers import Linear, mlp
 
 
 class MLPHead(nn.Module):
     def __init__(self, fan_in: int, units: int, layers: int, out: int, outscale: float, eps: float):
         super().__init__()
-        self.mlp = nn.Sequential(*[NormedLinear(fan_in if i == 0 else units, units, eps) for i in range(layers)])
+        self.mlp = mlp(fan_in, units, layers, eps)
         self.out = Linear(units if layers else fan_in, out, outscale)
 
     def forward(self, feat: Tensor) -> Tensor:

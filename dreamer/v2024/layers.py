@@ -7,7 +7,8 @@ from __future__ import annotations
 import math
 
 import torch
-from einops import einsum
+import torch.nn.functional as F
+from einops import einsum, rearrange
 from torch import Tensor, nn
 
 TRUNC_NORMAL_GAIN = 1.1368  # 1 / std of a unit normal truncated to [-2, 2]: std(w) = outscale / sqrt(fan_in)
@@ -64,3 +65,28 @@ class BlockLinear(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         out = einsum(x, self.weight, "... g i, g i o -> ... g o")
         return out + self.bias.view(self.blocks, -1)  # (..., G, out/G)
+
+
+class NormedLinear(nn.Sequential):
+    """Linear (with bias) -> RMSNorm -> SiLU: the 2024 hidden layer (design-2024.md 2.1)."""
+
+    def __init__(self, fan_in: int, units: int, eps: float):
+        super().__init__(Linear(fan_in, units), RMSNorm(units, eps), nn.SiLU())
+
+
+def mlp(fan_in: int, units: int, layers: int, eps: float) -> nn.Sequential:
+    """`layers` NormedLinear of `units` (the identity when layers == 0)."""
+    return nn.Sequential(*[NormedLinear(fan_in if i == 0 else units, units, eps) for i in range(layers)])
+
+
+def conv(cin: int, cout: int, kernel: int) -> nn.Conv2d:
+    """Conv `kernel` x `kernel`, stride 1, `same` padding, zero bias, fan-in init over kernel^2 cin."""
+    layer = nn.Conv2d(cin, cout, kernel, padding="same")
+    init_fan_in_(layer.weight, kernel * kernel * cin)
+    nn.init.zeros_(layer.bias)
+    return layer
+
+
+def norm_silu_channels(norm: RMSNorm, x: Tensor) -> Tensor:
+    """SiLU(RMSNorm over the channels) of an (N, C, H, W) map."""
+    return rearrange(F.silu(norm(rearrange(x, "n c h w -> n h w c"))), "n h w c -> n c h w")

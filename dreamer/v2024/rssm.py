@@ -17,14 +17,7 @@ from torch import Tensor, nn
 
 from dreamer.nets.dists import OneHotDist, unimix_logits
 from dreamer.nets.rssm import Latent
-from dreamer.v2024.layers import BlockLinear, Linear, RMSNorm
-
-
-class NormedLinear(nn.Sequential):
-    """Linear (with bias) -> RMSNorm -> SiLU: the 2024 hidden layer (design-2024.md 2.1)."""
-
-    def __init__(self, fan_in: int, units: int, eps: float):
-        super().__init__(Linear(fan_in, units), RMSNorm(units, eps), nn.SiLU())
+from dreamer.v2024.layers import BlockLinear, Linear, NormedLinear, RMSNorm
 
 
 class BlockGRU(nn.Module):
