@@ -32,11 +32,10 @@ def lambda_return(reward: Tensor, value: Tensor, cont: Tensor, lam: float | Tens
     R_t = reward[:, t+1] + cont[:, t+1] ((1 - lam_{t+1}) value[:, t+1] + lam_{t+1} R_{t+1}), R_H = value[:, H].
     """
     horizon = reward.shape[1] - 1
-    lam = torch.as_tensor(lam, dtype=value.dtype, device=value.device).expand_as(value)
     returns = []
     last = value[:, -1]
     for t in reversed(range(horizon)):
-        step_lam = lam[:, t + 1]
+        step_lam = lam[:, t + 1] if isinstance(lam, Tensor) else lam  # a number adds no ops per step
         last = reward[:, t + 1] + cont[:, t + 1] * ((1 - step_lam) * value[:, t + 1] + step_lam * last)
         returns.append(last)
     return torch.stack(returns[::-1], 1)
