@@ -34,6 +34,14 @@ def resolve_device(name: str) -> torch.device:
 
 
 class Agent(nn.Module):
+    """The P1 agent. What the replay keeps for it: the steps alone (no stored latents, no context
+    step before a window, no online queue; see `dreamer.v2024.agent.Agent2024` for the others)."""
+
+    replay_context = 0
+    online_queue = False
+    stored_classes = 0
+    min_replay_windows = 1  # training starts after the prefill, which holds a window per env
+
     def __init__(self, cfg: Config, obs_space: gym.spaces.Dict, act_space: gym.spaces.Space):
         super().__init__()
         self.obs_space, self.act_space = obs_space, act_space
@@ -221,6 +229,15 @@ class Agent(nn.Module):
     def env_action(self, action: np.ndarray) -> np.ndarray:
         """Model-form actions (N, A) on the host -> env actions: indices for discrete, floats for continuous."""
         return action.argmax(-1) if self.discrete else action
+
+    def stored_keys(self) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+        return {}
+
+    def stored_step(self, state: PolicyState | None) -> dict[str, np.ndarray]:
+        return {}
+
+    def take_latents(self) -> dict[str, np.ndarray] | None:
+        return None
 
 
 class AgentPolicy:

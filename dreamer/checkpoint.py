@@ -140,7 +140,12 @@ def resolve(path: Path, map_location: Any = "cpu") -> tuple[Path, dict[str, Any]
 
 
 def check_compatible(stored: dict[str, Any], current: dict[str, Any]) -> None:
-    """Refuse a checkpoint whose identity (env, widths, spaces) differs from the current run's."""
+    """Refuse a checkpoint whose identity (recipe, env, widths, spaces) differs from the current run's."""
+    saved_recipe = str(stored.get("recipe", "2023"))  # checkpoints from before the 2024 recipe are P1's
+    if saved_recipe != current.get("recipe", "2023"):
+        raise CheckpointError(f"checkpoint was trained with recipe {saved_recipe}, this run uses recipe "
+                              f"{current['recipe']}; accepted: --recipe {saved_recipe}, or a new logdir")
+    stored = {"recipe": saved_recipe, **stored}
     differ = [f"{key}: checkpoint has {stored.get(key)!r}, this run has {value!r}"
               for key, value in current.items() if stored.get(key) != value]
     if differ:

@@ -19,7 +19,8 @@ from dreamer.stopping import Stopped
 
 def _config_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--env", help="crafter, atari:<Game>, atari100k:<Game>, gym:<id>, minerl:<task>")
-    parser.add_argument("--size", help="size preset: xs, s, m, l, xl")
+    parser.add_argument("--size", help="size preset: xs, s, m, l, xl (recipe 2023); size1m .. size400m (2024)")
+    parser.add_argument("--recipe", help="2023 (P1, the default) or 2024 (arXiv v2 / Nature)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="dotted config override, e.g. --set rssm.deter=512 (repeatable)")
 
@@ -30,56 +31,33 @@ def _speed_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _config(args: argparse.Namespace, **extra):
-    flags = {"env": args.env, "size": getattr(args, "size", None), **extra}
+    flags = {"env": args.env, "size": getattr(args, "size", None), "recipe": getattr(args, "recipe", None), **extra}
     return load_config(args.overrides, flags)
 
 
-RECIPES = ("2023", "2024")
-
-
 def cmd_sizes(args: argparse.Namespace) -> None:
-    """Parameter counts of every size preset for an env's shapes (built on the meta device)."""
-    from dreamer.agent import Agent
+    """Parameter counts of every size preset of a recipe for an env's shapes (built on the meta device)."""
+    from dreamer.config import sizes
     from dreamer.envs import spaces
+    from dreamer.recipes import build_agent
 
-    if args.recipe not in RECIPES:
-        raise ConfigError(f"unknown recipe {args.recipe!r}; accepted: {', '.join(RECIPES)}")
-    if args.recipe == "2024":
-        return _sizes_2024(args)
     cfg = _config(args)
     obs_space, act_space = spaces(cfg.env, cfg.environment)
     rows = []
-    for size in [cfg.size] if args.size else sizes():
+    for size in [cfg.size] if args.size else sizes(cfg.recipe):
         cfg = _config(args, size=size)
         with torch.device("meta"):
-            counts = Agent(cfg, obs_space, act_space).parameter_counts()
+            counts = build_agent(cfg, obs_space, act_space).parameter_counts()
         rows.append({"size": size, **counts})
     if args.json:
         print(json.dumps(rows, indent=2))
         return
-    header = f"{'size':<5} {'world model':>12} {'actor':>11} {'critic':>11} {'total':>12}"
-    print(f"parameters on {cfg.env} (total = world model + actor + critic, slow critic excluded)")
-    print(header)
+    columns = [k for k in rows[0] if k != "size"]
+    names = {"world_model": "world model"}
+    print(f"parameters of recipe {cfg.recipe} on {cfg.env} ({' + '.join(columns[:-1])}; slow critic excluded)")
+    print(f"{'size':<9}" + "".join(f"{names.get(c, c):>13}" for c in columns))
     for r in rows:
-        print(f"{r['size']:<5} {r['world_model']:>12,} {r['actor']:>11,} {r['critic']:>11,} {r['total']:>12,}")
-
-
-def _sizes_2024(args: argparse.Namespace) -> None:
-    """The 2024 presets, per module as the reference optimizer counts them (slow critic excluded)."""
-    from dreamer.envs import spaces
-    from dreamer.v2024 import sizes as sizes_2024
-
-    cfg = _config(args, size=None)
-    obs_space, act_space = spaces(cfg.env, cfg.environment)
-    names = [args.size] if args.size else list(sizes_2024.presets())
-    rows = [{"size": name, **sizes_2024.parameter_counts(name, obs_space, act_space)} for name in names]
-    if args.json:
-        print(json.dumps(rows, indent=2))
-        return
-    print(f"parameters of the 2024 recipe on {cfg.env} (the slow critic excluded)")
-    print(f"{'size':<9}" + "".join(f"{name:>12}" for name in (*sizes_2024.MODULES, "total")))
-    for r in rows:
-        print(f"{r['size']:<9}" + "".join(f"{r[name]:>12,}" for name in (*sizes_2024.MODULES, "total")))
+        print(f"{r['size']:<9}" + "".join(f"{r[c]:>13,}" for c in columns))
 
 
 def cmd_config(args: argparse.Namespace) -> None:
@@ -202,7 +180,6 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("sizes", help="parameter counts of the size presets")
     _config_args(p)
-    p.add_argument("--recipe", default="2023", help="2023 (P1, xs..xl) or 2024 (size1m..size400m)")
     p.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
     p.set_defaults(func=cmd_sizes)
 

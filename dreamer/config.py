@@ -4,7 +4,12 @@ The dataclasses below declare names, types and what each field accepts (a `Rule`
 choices or a pattern); every value comes from `configs/*.yaml` (one source of truth). A config is
 assembled in this order, later layers winning:
 
-    defaults.yaml  <  <suite>.yaml (from --env)  <  sizes.yaml[size] as `dims`  <  flags and --set
+    recipe 2023:  defaults.yaml  <  <suite>.yaml (from --env)  <  sizes.yaml[size] as `dims`  <  flags and --set
+    recipe 2024:  defaults.yaml  <  <suite>.yaml  <  2024/defaults.yaml  <  2024/<suite>.yaml
+                  <  2024/sizes.yaml[size] as `v2024.dims`  <  flags and --set
+
+Each recipe has its own model sections (`RECIPE_SECTIONS`); the other recipe's sections are filled
+with their defaults so the schema resolves, left out of the saved YAML, and refused in overrides.
 
 Unknown keys, values of the wrong type or outside their field's rule, broken rules across fields
 (`CROSS_RULES`) and unknown sizes or suites raise `ConfigError` with a one-line message that names
@@ -36,6 +41,9 @@ def _slug(text: str) -> str:
 OmegaConf.register_resolver("slug", _slug, replace=True)
 
 
+RECIPES = ("2023", "2024")  # P1 = arXiv 2301.04104v1; 2024 = v2 / Nature
+
+
 class ConfigError(ValueError):
     """A bad configuration value; the message is one line meant for the user."""
 
@@ -54,6 +62,8 @@ class Rule:
     text: str = ""
 
     def accepts(self, value: Any) -> bool:
+        if isinstance(value, (list, tuple)):
+            return len(value) > 0 and all(self.accepts(item) for item in value)
         if self.choices:
             return value in self.choices
         if self.pattern is not None:
@@ -242,9 +252,63 @@ class OptimsConfig:
 
 
 @dataclass
+class Dims2024:
+    """Widths of a 2024 preset (configs/2024/sizes.yaml; design-2024.md section 8)."""
+
+    units: int = at_least(1)
+    deter: int = at_least(1)
+    classes: int = at_least(2)
+    depth: int = at_least(1)
+
+
+@dataclass
+class LaPropConfig:
+    """The 2024 optimizer (design-2024.md section 1, `dreamer/v2024/laprop.py`)."""
+
+    lr: float = above(0)
+    beta1: float = between(0, 1, high_open=True)
+    beta2: float = between(0, 1, high_open=True)
+    eps: float = above(0)
+    agc: float = above(0)
+    pmin: float = above(0)
+    warmup: int = at_least(0)
+
+
+@dataclass
+class V2024Config:
+    """Everything the 2024 recipe's modules read (design-2024.md sections 1-6); the loop, replay,
+    environment and `behavior` sections are shared with P1."""
+
+    dims: Dims2024 = field(default_factory=Dims2024)
+    stoch: int = at_least(1)
+    blocks: int = at_least(1)
+    cnn_mults: list[int] = field(default=MISSING, metadata={"rule": Rule(low=1)})
+    coder_layers: int = at_least(0)
+    head_layers: int = at_least(0)
+    actor_layers: int = at_least(0)
+    critic_layers: int = at_least(0)
+    norm_eps: float = above(0)
+    unimix: float = between(0, 1, high_open=True)
+    bins: int = at_least(2)
+    limit: float = above(0)
+    actor_min_std: float = above(0)
+    actor_max_std: float = above(0)
+    actor_outscale: float = at_least(0)
+    free_nats: float = at_least(0)
+    dyn_scale: float = at_least(0)
+    rep_scale: float = at_least(0)
+    repval_scale: float = at_least(0)
+    entropy: float = at_least(0)
+    slow_rate: float = between(0, 1)
+    slow_reg: float = at_least(0)
+    optim: LaPropConfig = field(default_factory=LaPropConfig)
+
+
+@dataclass
 class Config:
+    recipe: str = one_of(*RECIPES)
     env: str = text(r"[a-z0-9]+(:.+)?", "SUITE or SUITE:TASK, e.g. crafter, gym:CartPole-v1")
-    size: str = text(r"\w+", "a preset of configs/sizes.yaml")
+    size: str = text(r"\w+", "a preset of configs/sizes.yaml (2023) or configs/2024/sizes.yaml (2024)")
     seed: int = at_least(0)
     logdir: str = text(r".+", "a folder")
     device: str = text(r"auto|cpu|cuda(:\d+)?", "auto, cpu, cuda or cuda:N")
@@ -264,6 +328,16 @@ class Config:
     critic: CriticConfig = field(default_factory=CriticConfig)
     behavior: BehaviorConfig = field(default_factory=BehaviorConfig)
     optim: OptimsConfig = field(default_factory=OptimsConfig)
+    v2024: V2024Config = field(default_factory=V2024Config)
+
+
+# Sections only one recipe reads; every other section is shared.
+RECIPE_SECTIONS = {
+    "2023": ("dims", "rssm", "encoder", "decoder", "reward_head", "cont_head", "twohot", "world_model", "actor",
+             "critic", "optim"),
+    "2024": ("v2024",),
+}
+PLACEHOLDER_SIZE = {"2023": "xs", "2024": "size1m"}  # fills a recipe's sections while the other is in use
 
 
 def leaf_fields(node: type | None = None, prefix: str = "") -> Iterator[tuple[str, dataclasses.Field]]:
@@ -278,6 +352,7 @@ def leaf_fields(node: type | None = None, prefix: str = "") -> Iterator[tuple[st
 
 # Command-line flags that are shorthands for config keys.
 FLAG_KEYS = {
+    "recipe": "recipe",
     "env": "env",
     "size": "size",
     "seed": "seed",
@@ -306,14 +381,14 @@ def _read_yaml(name: str) -> dict:
     return yaml.safe_load((config_dir() / name).read_text()) or {}
 
 
-def sizes() -> dict[str, dict[str, int]]:
-    """The size presets of `configs/sizes.yaml`, in file order (xs .. xl)."""
-    return _read_yaml("sizes.yaml")
+def sizes(recipe: str = "2023") -> dict[str, dict[str, int]]:
+    """A recipe's size presets in file order: xs .. xl (2023), size1m .. size400m (2024)."""
+    return _read_yaml("sizes.yaml" if recipe == "2023" else "2024/sizes.yaml")
 
 
 def suites() -> list[str]:
     """Env suites that have a config file (the part of `--env` before ':')."""
-    names = [path.stem for path in config_dir().glob("*.yaml")]
+    names = [path.stem for path in config_dir().glob("*.yaml")]  # configs/2024/ holds overlays, not suites
     return sorted(n for n in names if n not in ("defaults", "sizes"))
 
 
@@ -368,6 +443,34 @@ def _parse_overrides(overrides: Sequence[str]) -> DictConfig:
         raise ConfigError(f"bad override: {str(err).splitlines()[0]}") from None
 
 
+def _recipe_layers(recipe: str, suite: str, size: str) -> list[dict]:
+    """The YAML layers one recipe puts over defaults.yaml and the suite file, size preset last."""
+    presets = sizes(recipe)
+    if size not in presets:
+        raise ConfigError(f"unknown size {size!r} for recipe {recipe}; accepted: {', '.join(presets)}")
+    if recipe == "2023":
+        return [{"dims": presets[size]}]
+    overlay = config_dir() / "2024" / f"{suite}.yaml"
+    suite_layer = _read_yaml(f"2024/{suite}.yaml") if overlay.is_file() else {}
+    return [_read_yaml("2024/defaults.yaml"), suite_layer, {"v2024": {"dims": presets[size]}}]
+
+
+def _inactive_layers(recipe: str, suite: str) -> list[dict]:
+    """Defaults for the sections of the recipe not in use (they resolve, nothing reads them)."""
+    other = "2024" if recipe == "2023" else "2023"
+    layers = _recipe_layers(other, suite, PLACEHOLDER_SIZE[other])
+    keep = RECIPE_SECTIONS[other]
+    return [{k: v for k, v in layer.items() if k in keep} for layer in layers]
+
+
+def _refuse_other_recipe(user: DictConfig, recipe: str) -> None:
+    other = "2024" if recipe == "2023" else "2023"
+    for section in RECIPE_SECTIONS[other]:
+        if section in user:
+            raise ConfigError(f"config key {section!r} belongs to recipe {other}, but this run uses recipe {recipe}; "
+                              f"accepted here: {', '.join(RECIPE_SECTIONS[recipe])} and the shared sections")
+
+
 def load_config(
     overrides: Sequence[str] = (), flags: Mapping[str, Any] | None = None
 ) -> Config:
@@ -384,13 +487,18 @@ def load_config(
 
     defaults = _read_yaml("defaults.yaml")
     first = _merge(defaults, user)
-    suite_file = _read_yaml(f"{suite_of(str(first.env))}.yaml")
-    size = str(_merge(defaults, suite_file, user).size)
-    presets = sizes()
-    if size not in presets:
-        raise ConfigError(f"unknown size {size!r}; accepted: {', '.join(presets)}")
-
-    return _to_config(_merge(defaults, suite_file, {"dims": presets[size]}, user))
+    recipe, suite = str(first.recipe), suite_of(str(first.env))
+    if recipe not in RECIPES:
+        raise ConfigError(f"bad value for config key 'recipe': {recipe!r}; accepted: one of {', '.join(RECIPES)}")
+    _refuse_other_recipe(user, recipe)
+    suite_file = _read_yaml(f"{suite}.yaml")
+    if recipe == "2024":  # the 2024 overlays may set the size too
+        layers = _recipe_layers(recipe, suite, PLACEHOLDER_SIZE[recipe])[:-1]
+        size = str(_merge(defaults, suite_file, *layers, user).size)
+    else:
+        size = str(_merge(defaults, suite_file, user).size)
+    layers = _inactive_layers(recipe, suite) + _recipe_layers(recipe, suite, size)
+    return _to_config(_merge(defaults, suite_file, *layers, user))
 
 
 def _value(cfg: Config, key: str) -> Any:
@@ -413,9 +521,13 @@ CROSS_RULES: list[tuple[tuple[str, ...], Callable[[Config], bool], str]] = [
     (("replay.batch_length", "replay.capacity", "run.envs"),
      lambda c: c.replay.batch_length <= c.replay.capacity // c.run.envs,
      "batch_length <= capacity // envs (the replay capacity per env)"),
-    (("run.prefill", "run.envs", "replay.batch_length"),
-     lambda c: c.run.prefill // c.run.envs >= c.replay.batch_length,
+    (("recipe", "run.prefill", "run.envs", "replay.batch_length"),
+     lambda c: c.recipe == "2024" or c.run.prefill // c.run.envs >= c.replay.batch_length,
      "prefill // envs >= batch_length (a full window per env before training starts)"),
+    (("recipe", "run.prefill"), lambda c: c.recipe == "2023" or c.run.prefill == 0,
+     "prefill 0 under recipe 2024 (it trains once the replay holds batch_size x batch_length windows)"),
+    (("v2024.actor_min_std", "v2024.actor_max_std"), lambda c: c.v2024.actor_min_std < c.v2024.actor_max_std,
+     "actor_min_std < actor_max_std"),
     (("environment.size", "encoder.min_res"), lambda c: _image_size_fits(c, "encoder"),
      "image size = min_res times a power of 2"),
     (("environment.size", "decoder.min_res"), lambda c: _image_size_fits(c, "decoder"),
@@ -450,21 +562,30 @@ def _to_config(node: DictConfig) -> Config:
 
 
 def to_yaml(cfg: Config) -> str:
-    """The resolved config as YAML (saved with every run)."""
-    return OmegaConf.to_yaml(OmegaConf.structured(cfg))
+    """The resolved config as YAML (saved with every run), without the other recipe's sections."""
+    node = OmegaConf.to_container(OmegaConf.structured(cfg))
+    other = "2024" if cfg.recipe == "2023" else "2023"
+    return OmegaConf.to_yaml({k: v for k, v in node.items() if k not in RECIPE_SECTIONS[other]})
 
 
 def from_yaml(text: str) -> Config:
     """A config saved by `to_yaml` (e.g. inside a checkpoint), validated like any other."""
-    return _to_config(_merge(yaml.safe_load(text)))
+    saved = yaml.safe_load(text)
+    recipe = str(saved.get("recipe", "2023"))  # configs saved before the 2024 recipe existed are P1's
+    suite = suite_of(str(saved.get("env", "")))
+    return _to_config(_merge(*_inactive_layers(recipe, suite), saved))
 
 
 ARCHITECTURE = ("rssm", "encoder", "decoder", "reward_head", "cont_head", "twohot")
 
 
 def identity(cfg: Config) -> dict[str, Any]:
-    """What a checkpoint must share with the run that loads it: env and every network width."""
-    out: dict[str, Any] = {"env": cfg.env, "size": cfg.size}
+    """What a checkpoint must share with the run that loads it: recipe, env and every network width."""
+    out: dict[str, Any] = {"recipe": cfg.recipe, "env": cfg.env, "size": cfg.size}
+    if cfg.recipe == "2024":
+        shape = {k: v for k, v in dataclasses.asdict(cfg.v2024).items() if k != "optim"}
+        out.update({f"v2024.{k}": v for k, v in shape.items()})
+        return out
     for name in ARCHITECTURE:
         out.update({f"{name}.{k}": v for k, v in dataclasses.asdict(getattr(cfg, name)).items()})
     for name in ("actor", "critic"):

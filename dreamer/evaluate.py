@@ -9,23 +9,24 @@ from typing import Any
 import numpy as np
 
 from dreamer import checkpoint
-from dreamer.agent import Agent, AgentPolicy, resolve_device
+from dreamer.agent import AgentPolicy, resolve_device
 from dreamer.config import ConfigError, from_yaml
 from dreamer.envs import make_vector, spaces, split_name
 from dreamer.envs.atari import human_normalized
 from dreamer.envs.crafter_env import crafter_score, success_rates
 from dreamer.envs.driver import Driver
+from dreamer.recipes import AnyAgent, build_agent
 
 EVAL_SEED_OFFSET = 10**6  # evaluation episodes use other env seeds than training
 
 
-def load_agent(path: Path, device: str = "auto") -> tuple[Agent, Any, dict[str, Any]]:
+def load_agent(path: Path, device: str = "auto") -> tuple[AnyAgent, Any, dict[str, Any]]:
     """(agent with the checkpoint's weights, its config, the checkpoint payload)."""
     torch_device = resolve_device(device)
     ckpt_path, payload = checkpoint.resolve(path, map_location=torch_device)
     cfg = from_yaml(payload["config"])
     obs_space, act_space = spaces(cfg.env, cfg.environment)
-    agent = Agent(cfg, obs_space, act_space).to(torch_device)
+    agent = build_agent(cfg, obs_space, act_space).to(torch_device)
     try:
         agent.load_state_dict(payload["agent"])
     except RuntimeError as err:

@@ -6,6 +6,16 @@ lazily (`np.empty` pages are only backed once written), so memory follows what i
 stay uint8 until the learner. When an env's episode ends, or after `chunk` steps of a longer one,
 its unsaved steps are written to disk as one `.npz` (temp file, then rename), and `load` refills the
 rings from those files on resume.
+
+The 2024 recipe (design-2024.md section 7) adds three things, asked for by its agent:
+    stored     per-step values the agent keeps beside the observation (its posterior latents),
+               overwritten by `write_back` with the posteriors of each update (one update late);
+               `flush` saves them as `latents.npz`, so a continued run has the latents it had
+    context    steps before the trained window: batches are `batch_length + context` long
+    online     every `window`-th step of an env queues the window that it ends; training batches
+               take queued windows first (each once), then uniform ones
+Steps are named by their absolute number per env (0 = the first step ever added), which stays
+valid while the ring moves on; a write-back to a step already evicted is dropped.
 """
 
 from __future__ import annotations
@@ -13,6 +23,7 @@ from __future__ import annotations
 import math
 import os
 import re
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from fractions import Fraction
 from pathlib import Path
@@ -25,6 +36,7 @@ from dreamer.checkpoint import atomic_write, remove_temp_files
 from dreamer.config import ConfigError, ReplayConfig
 
 CHUNK_NAME = re.compile(r"^env(\d+)-(\d{8})\.npz$")
+LATENTS_FILE = "latents.npz"
 
 
 def step_spaces(obs_space: gym.spaces.Dict, act_space: gym.spaces.Space) -> dict[str, tuple[tuple, np.dtype]]:
@@ -62,10 +74,16 @@ class Replay:
     `directory/storage/` (the chunks stay the record a continued run reloads from)."""
 
     def __init__(self, cfg: ReplayConfig, obs_space: gym.spaces.Dict, act_space: gym.spaces.Space,
-                 envs: int, directory: Path | None = None, seed: int = 0):
+                 envs: int, directory: Path | None = None, seed: int = 0,
+                 stored: dict[str, tuple[tuple, np.dtype]] | None = None, context: int = 0, online: bool = False):
         self.cfg, self.envs = cfg, envs
         self.per_env = cfg.capacity // envs
-        self.keys = step_spaces(obs_space, act_space)
+        self.stored = dict(stored or {})
+        self.keys = {**step_spaces(obs_space, act_space), **self.stored}
+        self.window = cfg.batch_length + context
+        self.online = online
+        self.queue: deque[tuple[int, int]] = deque()  # (env, first step) of windows not trained on yet
+        self.pending: deque[np.ndarray] = deque()  # (B, 2) [env, first step] of batches awaiting write-back
         self.step_bytes = sum(int(np.prod(shape)) * dtype.itemsize for shape, dtype in self.keys.values())
         if cfg.storage == "disk":
             if directory is None:
@@ -86,6 +104,18 @@ class Replay:
 
     def __len__(self) -> int:
         return int(self.count.sum())
+
+    def items(self, length: int | None = None) -> int:
+        """Windows of `length` (default: a training window) that start at a stored step."""
+        return int(np.maximum(self.count - (length or self.window) + 1, 0).sum())
+
+    def ring_index(self, env: np.ndarray, step: np.ndarray) -> np.ndarray:
+        """Ring positions of absolute steps (broadcast over env and step)."""
+        return (self.head[env] - (self.written[env] - step)) % self.per_env
+
+    def stored_since(self, env: np.ndarray, step: np.ndarray) -> np.ndarray:
+        """Whether each absolute step is still in the ring."""
+        return (self.written[env] - step <= self.count[env]) & (step < self.written[env])
 
     def nbytes(self) -> int:
         """Bytes of the steps stored (the raw size of what is held)."""
@@ -109,6 +139,9 @@ class Replay:
         self.head = (self.head + 1) % self.per_env
         self.count = np.minimum(self.count + 1, self.per_env)
         self.written += 1
+        if self.online:
+            for env in np.flatnonzero(self.written % self.window == 0):
+                self.queue.append((int(env), int(self.written[env]) - self.window))
         if self.directory is not None:
             due = np.asarray(step["is_last"], bool) | (self.written - self.saved >= self.cfg.chunk)
             for env in np.flatnonzero(due):
@@ -116,21 +149,53 @@ class Replay:
 
     def sample(self, batch: int | None = None, length: int | None = None,
                rng: np.random.Generator | None = None) -> dict[str, np.ndarray]:
-        """Uniform windows (B, T, ...) over all valid start positions; step 0 is marked `is_first`.
-        Drawn with the replay's RNG (the training batches) unless `rng` is given."""
-        batch, length = batch or self.cfg.batch_size, length or self.cfg.batch_length
+        """Windows (B, T, ...); step 0 is marked `is_first`. A training batch (drawn with the
+        replay's RNG, `rng` None) takes queued online windows first, then uniform ones over all
+        valid start positions, and waits for its write-back when the agent stores latents."""
+        batch, length = batch or self.cfg.batch_size, length or self.window
+        training = rng is None
         starts_per_env = np.maximum(self.count - length + 1, 0)
         if starts_per_env.sum() == 0:
             raise ValueError(f"replay holds {len(self)} steps, fewer than one window of {length}")
+        queued = []
+        while training and self.online and self.queue and len(queued) < batch:
+            env, first = self.queue.popleft()
+            if self.stored_since(np.array(env), np.array(first)):
+                queued.append((env, first))
+        uniform = batch - len(queued)
         ends = np.cumsum(starts_per_env)
-        flat = (rng or self.rng).integers(0, ends[-1], batch)  # uniform over all start positions
+        flat = (rng or self.rng).integers(0, ends[-1], uniform)  # uniform over all start positions
         env = np.searchsorted(ends, flat, side="right")
-        offset = flat - (ends - starts_per_env)[env]
-        oldest = np.where(self.count == self.per_env, self.head, 0)[env]  # position of the oldest step
-        index = (oldest[:, None] + offset[:, None] + np.arange(length)) % self.per_env  # (B, T)
+        first = self.written[env] - self.count[env] + flat - (ends - starts_per_env)[env]  # absolute steps
+        if queued:
+            env = np.concatenate([[e for e, _ in queued], env]).astype(np.int64)
+            first = np.concatenate([[f for _, f in queued], first]).astype(np.int64)
+        index = self.ring_index(env[:, None], first[:, None] + np.arange(length))  # (B, T)
         out = {key: array[env[:, None], index] for key, array in self.data.items()}
         out["is_first"][:, 0] = True
+        if training and self.stored:
+            self.pending.append(np.stack([env, first], 1))
         return out
+
+    def write_back(self, values: dict[str, np.ndarray]) -> None:
+        """Overwrite the stored values of the oldest training batch awaiting its write-back:
+        `values[key]` (B, T', ...) for the last T' steps of each of its windows."""
+        positions = self.pending.popleft()
+        env, first = positions[:, 0], positions[:, 1]
+        steps = next(iter(values.values())).shape[1]
+        step = first[:, None] + self.window - steps + np.arange(steps)  # (B, T')
+        envs = np.broadcast_to(env[:, None], step.shape)
+        alive = self.stored_since(envs, step)
+        index = self.ring_index(envs[alive], step[alive])
+        for key, value in values.items():
+            self.data[key][envs[alive], index] = value[alive]
+
+    def state_dict(self) -> dict[str, list]:
+        """The online queue (a checkpoint saves it; the write-backs are done by then)."""
+        return {"queue": [list(item) for item in self.queue]}
+
+    def load_state_dict(self, state: dict[str, list]) -> None:
+        self.queue = deque((int(env), int(first)) for env, first in state["queue"])
 
     def batches(self, count: int, prepare: Callable[[dict[str, np.ndarray]], Any] = lambda batch: batch) -> Iterator[Any]:
         """`count` batches, the same as `count` calls of `sample()` give; while the caller trains on
@@ -160,10 +225,32 @@ class Replay:
         self.saved[env] = self.written[env]
 
     def flush(self) -> None:
-        """Write every env's unsaved steps to disk (before a checkpoint)."""
-        if self.directory is not None:
-            for env in np.flatnonzero(self.written > self.saved):
-                self._save_chunk(int(env))
+        """Write every env's unsaved steps to disk (before a checkpoint), and the stored values
+        of every step in the ring, which write-backs change after their chunk was written."""
+        if self.directory is None:
+            return
+        for env in np.flatnonzero(self.written > self.saved):
+            self._save_chunk(int(env))
+        if self.stored:
+            arrays = {"written": self.written}
+            for env in range(self.envs):
+                index = self.ring_index(env, self.written[env] - self.count[env] + np.arange(self.count[env]))
+                arrays.update({f"{key}_{env}": self.data[key][env, index] for key in self.stored})
+            atomic_write(self.directory / LATENTS_FILE, lambda f: np.savez(f, **arrays))
+
+    def _load_stored(self) -> None:
+        """The stored values `flush` saved, when they belong to the steps just loaded."""
+        path = self.directory / LATENTS_FILE
+        if not self.stored or not path.is_file():
+            return
+        with np.load(path) as saved:
+            if not np.array_equal(saved["written"][: self.envs], self.written):
+                return  # from a later flush than the checkpoint continued: the chunks' values stand
+            for env in range(self.envs):
+                for key in self.stored:
+                    values = saved[f"{key}_{env}"][-int(self.count[env]):] if self.count[env] else []
+                    steps = self.written[env] - len(values) + np.arange(len(values))
+                    self.data[key][env, self.ring_index(env, steps)] = values
 
     def load(self, written: list[int] | None = None) -> int:
         """Refill the rings from the chunks on disk and return the steps loaded.
@@ -201,6 +288,7 @@ class Replay:
                 self.count[env] = min(self.count[env] + steps, self.per_env)
             loaded += int(self.count[env])
             self.written[env] = self.saved[env] = chunks[-1][0]
+        self._load_stored()
         return loaded
 
 

@@ -1,8 +1,11 @@
 """The training loop: envs -> driver -> replay -> agent.train -> logger / checkpoint.
 
-    prefill   `run.prefill` steps of random actions go to the replay first;
+    prefill   `run.prefill` steps of random actions go to the replay first (recipe 2023; the 2024
+              recipe has none and trains once the replay holds batch_size x batch_length windows);
     collect   every iteration steps all envs once with the policy and stores the steps;
     train     the train-ratio counter says how many updates the new steps pay for (design section 6);
+              an agent that stores latents with its steps (recipe 2024) gets each update's
+              posteriors written back to the replay once that iteration's updates are done;
     log       every `run.log_every` steps: update metrics, episodes, throughput;
     save      every `run.save_every` steps or `run.save_every_seconds`, whichever comes first,
               at the end, and on SIGINT/SIGTERM (`dreamer/stopping.py`): an atomic checkpoint.
@@ -31,7 +34,7 @@ import numpy as np
 import torch
 
 from dreamer import checkpoint, compiler, distributed, precision, render
-from dreamer.agent import Agent, AgentPolicy
+from dreamer.agent import AgentPolicy
 from dreamer.config import Config, identity, to_yaml
 from dreamer.console import Console, log, setup_logging
 from dreamer.envs import make_vector, spaces
@@ -41,6 +44,7 @@ from dreamer.errors import TrainingError
 from dreamer.evaluate import evaluate
 from dreamer.imagine import open_loop
 from dreamer.logging import Logger, Mean
+from dreamer.recipes import build_agent
 from dreamer.replay import Replay, TrainRatio
 from dreamer.stopping import StopRequest, Stopped
 
@@ -112,11 +116,13 @@ class Trainer:
         seed = self.ranks.seed(cfg.seed)
         seed_everything(seed)
         obs_space, act_space = spaces(cfg.env, cfg.environment)
-        self.agent = Agent(cfg, obs_space, act_space).to(self.device)
+        self.agent = build_agent(cfg, obs_space, act_space).to(self.device)
         replay_dir = Path(cfg.replay.directory) if cfg.replay.directory else self.logdir / "replay"
         if not self.ranks.main:
             replay_dir = replay_dir.with_name(f"{replay_dir.name}-rank{self.ranks.rank}")
-        self.replay = Replay(cfg.replay, obs_space, act_space, cfg.run.envs, replay_dir, seed)
+        self.replay = Replay(cfg.replay, obs_space, act_space, cfg.run.envs, replay_dir, seed,
+                             stored=self.agent.stored_keys(), context=self.agent.replay_context,
+                             online=self.agent.online_queue)
         self.replay.check_fits(cfg.run.steps)
         self.steps_per_iteration = cfg.run.envs * self.ranks.world  # all ranks' policy steps
         batch_steps = cfg.replay.batch_size * cfg.replay.batch_length * self.ranks.world
@@ -137,7 +143,7 @@ class Trainer:
                 return make_vector(cfg.env, cfg.environment, cfg.run.envs, seed=env_seed)
 
         self.driver = Driver(make_envs(seed + self.progress.step), seed=seed + self.progress.step,
-                             on_step=self.replay.add, restart=make_envs, timeout=cfg.environment.timeout)
+                             on_step=self.store, restart=make_envs, timeout=cfg.environment.timeout)
         self.random_rng = np.random.default_rng(seed)
         self.video_rng = np.random.default_rng([seed, 1])  # videos never touch the training RNGs
         self.random = random_policy(act_space, cfg.run.envs, self.random_rng)
@@ -195,6 +201,8 @@ class Trainer:
         set_rng_states(local["rng"], self.device)
         self.replay.rng.bit_generator.state = local["replay_rng"]
         self.replay.load(local["replay_written"])
+        if "replay_queue" in local:  # absent from checkpoints of earlier versions
+            self.replay.load_state_dict(local["replay_queue"])
         return path, payload
 
     def _restore_loop(self, payload: dict[str, Any]) -> None:
@@ -221,7 +229,8 @@ class Trainer:
             latent, action = self.policy.state
             policy_state = (latent.map(lambda x: x.cpu()), action.cpu())
         local = {"rng": rng_states(self.device), "replay_rng": self.replay.rng.bit_generator.state,
-                 "replay_written": self.replay.written.tolist(), "driver": self.driver.state_dict(),
+                 "replay_written": self.replay.written.tolist(), "replay_queue": self.replay.state_dict(),
+                 "driver": self.driver.state_dict(),
                  "policy": policy_state, "random_rng": self.random_rng.bit_generator.state,
                  "video_rng": self.video_rng.bit_generator.state}
         ranks = distributed.gather_to_main(local)  # pickled envs travel to rank 0 only
@@ -244,6 +253,11 @@ class Trainer:
         return checkpoint.save(self.logdir / "checkpoints", self.progress.step, payload)
 
     # -- the loop ---------------------------------------------------------------------------------
+    def store(self, step: dict[str, np.ndarray]) -> None:
+        """A step of every env to the replay, with what the agent keeps beside it (its posterior
+        after observing the step, for the 2024 recipe)."""
+        self.replay.add({**step, **self.agent.stored_step(self.policy.state)})
+
     def collect(self) -> None:
         """One step of every env (of every rank); the episodes it finishes wait in `finished`."""
         prefill = self.progress.step < self.cfg.run.prefill
@@ -269,17 +283,24 @@ class Trainer:
         is under way, so no update waits for the host."""
         if self.progress.step <= self.cfg.run.prefill:
             return  # the ratio counts policy steps after the prefill
+        if self.replay.items() < self.agent.min_replay_windows:
+            return  # and, for the 2024 recipe, once the replay holds batch_size x batch_length windows
         count = self.ratio(self.steps_per_iteration)
         if count == 0:
             return
         start = time.perf_counter()
         pending = None
+        latents = []
         for batch in self.batches(count):
             launched = self.agent.update(batch)
             if pending is not None:
                 self.record_update(pending)
+            latents.append(self.agent.take_latents())
             pending = launched
         self.record_update(pending)
+        for values in latents:  # after the loop: no batch is being sampled while the replay changes
+            if values is not None:
+                self.replay.write_back(values)
         self.timers["train"] += time.perf_counter() - start
         self.timers["updates"] += count
 

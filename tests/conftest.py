@@ -50,6 +50,19 @@ def random_batch(obs: gym.spaces.Dict, act: gym.spaces.Space, batch: int = 3, le
     return {key: torch.as_tensor(value) for key, value in data.items()}
 
 
+def with_latents(batch: dict, deter: int, stoch: int, classes: int, seed: int = 0) -> dict:
+    """`batch` plus stored latents as the 2024 replay keeps them: h (B, T, D), class indices (B, T, S)."""
+    gen = torch.Generator().manual_seed(seed)
+    B, T = batch["is_first"].shape
+    return {**batch, "deter": torch.randn(B, T, deter, generator=gen),
+            "stoch": torch.randint(0, classes, (B, T, stoch), generator=gen, dtype=torch.uint8)}
+
+
+TINY_2024 = ["recipe=2024", "size=size1m", "v2024.dims.units=16", "v2024.dims.deter=32", "v2024.dims.classes=4",
+             "v2024.dims.depth=4", "v2024.coder_layers=1", "v2024.actor_layers=1", "v2024.critic_layers=1",
+             "behavior.horizon=4", "run.precision=fp32"]
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)

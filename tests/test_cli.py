@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dreamer.cli import main
-from dreamer.config import ConfigError, Rule, leaf_fields, load_config, sizes
+from dreamer.config import RECIPE_SECTIONS, ConfigError, Rule, leaf_fields, load_config, sizes
 
 TOTALS = {"xs": 8.3e6, "s": 17.9e6, "m": 36.9e6, "l": 76.8e6, "xl": 200.7e6}
 
@@ -40,7 +40,7 @@ def test_sizes_on_a_gym_env(capsys):
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["sizes", "--env", "crafter", "--size", "xxl"], "unknown size 'xxl'; accepted: xs, s, m, l, xl"),
+        (["sizes", "--env", "crafter", "--size", "xxl"], "unknown size 'xxl' for recipe 2023; accepted: xs, s, m, l, xl"),
         (["sizes", "--env", "gym:NoSuchEnv-v0"], "unknown gymnasium id 'NoSuchEnv-v0'"),
         (["sizes", "--env", "crafter", "--set", "rssm.x=1"], "unknown config key 'rssm.x'"),
     ],
@@ -64,8 +64,17 @@ BOUNDED = [key for key in NUMERIC if FIELDS[key].metadata["rule"].low is not Non
 CHOICES = [key for key, f in FIELDS.items() if f.metadata["rule"].choices]
 
 
+def _recipe_of(key: str) -> str:
+    """The recipe whose config a key belongs to (its sections are refused under the other)."""
+    return "2024" if key.split(".")[0] in RECIPE_SECTIONS["2024"] else "2023"
+
+
+SMALLEST = {"2023": "xs", "2024": "size1m"}
+
+
 def _one_line_naming(argv: list[str], key: str, capsys) -> str:
-    assert main(["config", "--env", "crafter", "--size", "xs", *argv]) == 2
+    recipe = _recipe_of(key)
+    assert main(["config", "--env", "crafter", "--recipe", recipe, "--size", SMALLEST[recipe], *argv]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and f"'{key}'" in err and "accepted: " in err, err
     return err
@@ -86,7 +95,9 @@ def test_every_bounded_field_refuses_a_value_beyond_its_bound():
         step = 1 if kind == "int" else 0.5
         value = rule.low - step if rule.low is not None else rule.high + step
         with pytest.raises(ConfigError, match=f"'{key}'.*accepted: "):
-            load_config([f"{key}={int(value) if kind == 'int' else float(value)}"], {"env": "crafter", "size": "xs"})
+            recipe = _recipe_of(key)
+            load_config([f"{key}={int(value) if kind == 'int' else float(value)}"],
+                        {"env": "crafter", "recipe": recipe, "size": SMALLEST[recipe]})
 
 
 @settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -160,6 +171,6 @@ def test_sizes_of_the_2024_recipe(capsys):
     assert split == {"dyn": 95_495_168, "dec": 20_282_115, "val": 12_850_431, "pol": 12_606_481,
                      "rew": 10_749_183, "con": 10_488_833, "enc": 3_492_864}
     assert main(["sizes", "--recipe", "2024", "--env", "crafter", "--size", "size3m"]) == 2
-    assert "unknown 2024 size 'size3m'; accepted: size1m, size12m" in capsys.readouterr().err
+    assert "unknown size 'size3m' for recipe 2024; accepted: size1m, size12m" in capsys.readouterr().err
     assert main(["sizes", "--recipe", "2025", "--env", "crafter"]) == 2
-    assert "unknown recipe '2025'; accepted: 2023, 2024" in capsys.readouterr().err
+    assert "config key 'recipe': '2025'; accepted: one of 2023, 2024" in capsys.readouterr().err

@@ -77,3 +77,24 @@ def test_zero_gradient_leaves_a_zero_step():
     _step(opt, [theta], [[0.0, 0.0]])
     _step(opt, [theta], [[0.0, 0.0]])
     assert theta.tolist() == [1.0, 2.0] and torch.isfinite(opt.state[theta]["m"]).all()
+
+
+def test_a_skipped_step_leaves_parameters_and_moments_unchanged():
+    theta = torch.tensor([3.0, 4.0], requires_grad=True)
+    opt = _optimizer([theta], warmup=0)
+    _step(opt, [theta], [[0.3, 0.4]])
+    before = (theta.detach().clone(), opt.state[theta]["m"].clone(), opt.state[theta]["v"].clone())
+    theta.grad = torch.tensor([float("nan"), 1.0])
+    opt.step(skip=torch.tensor(1.0))
+    after = (theta.detach(), opt.state[theta]["m"], opt.state[theta]["v"])
+    for old, new in zip(before, after):
+        assert torch.equal(old, new)
+
+
+def test_skip_zero_is_the_plain_step():
+    plain, flagged = (torch.tensor([3.0, 4.0], requires_grad=True) for _ in range(2))
+    _step(_optimizer([plain], warmup=0), [plain], [[0.3, 0.4]])
+    opt = _optimizer([flagged], warmup=0)
+    flagged.grad = torch.tensor([0.3, 0.4])
+    opt.step(skip=torch.tensor(0.0))
+    assert torch.equal(plain, flagged) and not torch.equal(plain, torch.tensor([3.0, 4.0]))

@@ -9,7 +9,7 @@ from dreamer.behavior import ReturnNorm
 from dreamer.v2024.heads import Actor, MLPHead
 from dreamer.v2024.learner import Learner
 from dreamer.v2024.world_model import WorldModel
-from tests.conftest import act_space, obs_space, random_batch
+from tests.conftest import act_space, obs_space, random_batch, with_latents
 
 REACHES = {  # loss -> modules it trains
     "world_model": {"wm.encoder", "wm.rssm", "wm.decoder", "wm.reward", "wm.cont"},
@@ -41,10 +41,10 @@ def _learner(discrete: bool) -> tuple[Learner, gym.spaces.Dict, gym.spaces.Space
 @pytest.mark.parametrize("discrete", [True, False])
 def test_each_loss_reaches_exactly_its_modules(discrete):
     learner, obs, act = _learner(discrete)
-    batch = random_batch(obs, act, batch=2, length=5)
+    batch = with_latents(random_batch(obs, act, batch=2, length=6), 64, 4, 4)
     for name, reached in REACHES.items():
         learner.zero_grad(set_to_none=True)
-        losses, _ = learner.losses(batch)
+        losses, _, _ = learner.losses(batch)
         losses[name].backward()
         got = {m for m in MODULES
                if any(p.grad is not None and p.grad.any() for p in learner.get_submodule(m).parameters())}
@@ -54,7 +54,7 @@ def test_each_loss_reaches_exactly_its_modules(discrete):
 
 def test_update_moves_no_weight_first_then_the_slow_critic_follows():
     learner, obs, act = _learner(True)
-    batch = random_batch(obs, act, batch=2, length=5)
+    batch = with_latents(random_batch(obs, act, batch=2, length=6), 64, 4, 4)
     before = {k: v.clone() for k, v in learner.state_dict().items()}
     learner.update(batch)  # lr 0 on the first update (warm-up counts earlier updates)
     assert all(torch.equal(before[k], v) for k, v in learner.state_dict().items() if not k.startswith("return_norm"))
@@ -64,3 +64,30 @@ def test_update_moves_no_weight_first_then_the_slow_critic_follows():
     # slow <- 0.98 slow + 0.02 critic, with the critic after this step
     want = 0.98 * before["slow_critic.out.weight"] + 0.02 * after["critic.out.weight"]
     torch.testing.assert_close(after["slow_critic.out.weight"], want)
+
+
+def test_the_window_starts_from_the_stored_latent_of_its_context_step():
+    """Step 1's posterior is one RSSM step from step 0's stored (h, z) under step 0's action."""
+    learner, obs, act = _learner(True)
+    batch = with_latents(random_batch(obs, act, batch=2, length=6), 64, 4, 4)
+    batch["is_first"][:] = False  # no reset inside: the carry must come from the stored latent
+    observed, prev_action, start = learner.split_context(batch)
+    assert observed["is_first"].shape == (2, 5) and torch.equal(prev_action, batch["action"][:, :5])
+    torch.testing.assert_close(start.deter, batch["deter"][:, 0])
+    assert torch.equal(start.stoch.argmax(-1), batch["stoch"][:, 0].long()) and start.stoch.sum() == 2 * 4
+    torch.manual_seed(1)
+    _, post, _ = learner.losses(batch)
+    want = learner.wm.rssm.core(start.deter, start.stoch.flatten(-2), batch["action"][:, 0])
+    torch.testing.assert_close(post.deter[:, 0], want)
+    assert not torch.equal(want, learner.wm.rssm.core(torch.zeros_like(start.deter), torch.zeros(2, 16),
+                                                      batch["action"][:, 0]))
+
+
+def test_a_step_before_an_episode_start_counts_as_last():
+    learner, obs, act = _learner(True)
+    batch = with_latents(random_batch(obs, act, batch=1, length=6), 64, 4, 4)
+    batch["is_first"][:] = False
+    batch["is_last"][:] = False
+    batch["is_first"][0, 4] = True  # window step 4 = observed step 3
+    observed, _, _ = learner.split_context(batch)
+    assert observed["is_last"][0].tolist() == [False, False, True, False, False]

@@ -9,7 +9,12 @@ Per parameter tensor and update t = 1, 2, ...:
 
 The RMS normalisation before the momentum is LaProp; `torch.optim.Adam` takes the momentum of the
 raw gradient first, so it is a different optimizer. The first update has a learning rate of 0 (its
-moments still move). No weight decay, no global-norm clip, no skipping of non-finite steps.
+moments still move). No weight decay, no global-norm clip.
+
+`skip` (optional, a 0/1 device tensor) leaves parameters and moments as they were without a host
+sync: the package stops a run after `run.max_nonfinite` skipped updates in a row, for both
+recipes. The reference skips nothing (it only guards fp16); with finite gradients, as in every
+healthy run, the result is the reference's. The step counter advances on a skipped update.
 """
 
 from __future__ import annotations
@@ -32,7 +37,8 @@ class LaProp(torch.optim.Optimizer):
         return group["lr"] * (min(step - 1, warmup) / warmup if warmup else 1.0)
 
     @torch.no_grad()
-    def step(self, closure=None) -> None:  # type: ignore[override]
+    def step(self, closure=None, skip: Tensor | None = None) -> None:  # type: ignore[override]
+        keep = None if skip is None else 1.0 - skip.float()
         for group in self.param_groups:
             params = [p for p in group["params"] if p.grad is not None]
             if not params:
@@ -55,14 +61,21 @@ class LaProp(torch.optim.Optimizer):
             factors = torch._foreach_div(limits, norms)
             torch._foreach_clamp_max_(factors, 1.0)
             grads = torch._foreach_mul([p.grad for p in params], factors)
+            if keep is not None:  # a skipped step: zero gradients, and the decays below undone
+                grads = [torch.where(keep > 0, g, 0.0) for g in grads]
 
             # RMS normalisation, then momentum on the normalised step (LaProp)
-            torch._foreach_mul_(v, b2)
+            decay2 = b2 if keep is None else keep * b2 + (1.0 - keep)  # 1 on a skipped step
+            torch._foreach_mul_(v, decay2)
             torch._foreach_addcmul_(v, grads, grads, value=1 - b2)
             denom = torch._foreach_sqrt(torch._foreach_div(v, 1 - b2**step))
             torch._foreach_add_(denom, group["eps"])
             torch._foreach_div_(grads, denom)  # u
-            torch._foreach_mul_(m, b1)
+            decay1 = b1 if keep is None else keep * b1 + (1.0 - keep)
+            torch._foreach_mul_(m, decay1)
             torch._foreach_add_(m, grads, alpha=1 - b1)
-            lr = self.learning_rate(group, step)
-            torch._foreach_add_(params, m, alpha=-lr / (1 - b1**step))
+            rate = -self.learning_rate(group, step) / (1 - b1**step)
+            if keep is None:
+                torch._foreach_add_(params, m, alpha=rate)
+            else:
+                torch._foreach_add_(params, torch._foreach_mul(m, keep * rate))

@@ -6,8 +6,11 @@ one LaProp step, then the slow critic.
 which reach: world-model terms -> encoder, RSSM, decoder, reward, continue; policy -> actor;
 value -> critic; replay value -> critic, RSSM, encoder. Imagination runs from every replayed
 posterior state without gradients into the world model; its R_0 bootstraps the replay values.
-Windows start from the zero state here; the replay context of stored latents (7.5) comes with
-the 2024 replay.
+
+Replay context (7.5): a batch holds T + 1 steps and the latents the policy (or an earlier update)
+stored with them. The carry starts at step 0's stored (h, z), the model observes steps 1..T, and
+the action before step j is the one stored at step j - 1; the posteriors of steps 1..T go back to
+the replay (`Agent2024`).
 """
 
 from __future__ import annotations
@@ -15,8 +18,10 @@ from __future__ import annotations
 import copy
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
+from dreamer import distributed
 from dreamer.behavior import ReturnNorm
 from dreamer.nets.rssm import Latent, stack
 from dreamer.v2024.behavior import imagination_losses, replay_value_loss
@@ -49,9 +54,26 @@ class Learner(nn.Module):
             actions.append(action)
         return stack(states), torch.stack(actions, 1)
 
-    def losses(self, batch: dict[str, Tensor]) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
-        """The four losses of a (B, T) batch, unscaled, and metrics."""
-        wm_loss, post, metrics = self.wm.loss(batch)
+    def split_context(self, batch: dict[str, Tensor]) -> tuple[dict[str, Tensor], Tensor, Latent]:
+        """(B, T+1) batch with stored latents -> observations of steps 1..T, the actions before
+        them (B, T, A) and the stored carry of step 0. A step before an episode start counts as
+        the episode's last (7.4)."""
+        start = Latent(batch["deter"][:, 0].float(),
+                       F.one_hot(batch["stoch"][:, 0].long(), self.wm.rssm.classes).float())  # (B, D), (B, S, C)
+        obs = {k: v[:, 1:] for k, v in batch.items() if k not in ("deter", "stoch")}
+        obs["is_last"] = obs["is_last"].bool() | torch.cat(
+            [obs["is_first"][:, 1:].bool(), torch.zeros_like(obs["is_first"][:, :1], dtype=torch.bool)], 1)
+        return obs, batch["action"][:, :-1], start
+
+    def forward(self, batch: dict[str, Tensor]) -> tuple[dict[str, Tensor], Latent, dict[str, Tensor]]:
+        """`losses`, as a module call (what a DDP replica runs)."""
+        return self.losses(batch)
+
+    def losses(self, batch: dict[str, Tensor]) -> tuple[dict[str, Tensor], Latent, dict[str, Tensor]]:
+        """The four losses of a (B, T+1) batch (see `split_context`), unscaled; the posteriors of
+        steps 1..T (B, T, ...); metrics."""
+        batch, prev_action, start = self.split_context(batch)
+        wm_loss, post, metrics = self.wm.loss(batch, prev_action, start)
         B, T = batch["is_first"].shape
         traj, actions = self.imagine(post.detach().map(lambda x: x.flatten(0, 1)))  # N = B*T rollouts
         feat = traj.feat()  # (N, H+1, F), no gradient
@@ -77,16 +99,33 @@ class Learner(nn.Module):
         losses = {"world_model": wm_loss, "policy": policy, "value": value_loss, "replay_value": repval}
         metrics.update({f"loss/{k}": v.detach() for k, v in losses.items()})
         metrics["behavior/return_scale"] = self.return_norm.scale().detach()
-        return losses, metrics
+        return losses, post.detach(), metrics
 
-    def update(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
-        """One LaProp step on L, then slow <- (1 - rate) slow + rate critic."""
-        losses, metrics = self.losses(batch)
-        total = losses["world_model"] + losses["policy"] + losses["value"] + self.repval_scale * losses["replay_value"]
+    def total(self, losses: dict[str, Tensor]) -> Tensor:
+        """L of 6.5 (the world-model terms come scaled already)."""
+        return losses["world_model"] + losses["policy"] + losses["value"] + self.repval_scale * losses["replay_value"]
+
+    def step(self, total: Tensor) -> Tensor:
+        """Backward, one LaProp step, then slow <- (1 - rate) slow + rate critic. A non-finite loss
+        or gradient skips the step (see `LaProp`); returns the global gradient norm (before AGC)."""
         self.optimizer.zero_grad(set_to_none=True)
         total.backward()
-        self.optimizer.step()
+        grads = [p.grad for p in self.optimizer.param_groups[0]["params"] if p.grad is not None]
+        norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+        skip = (~(torch.isfinite(norm) & torch.isfinite(total.detach()))).float()
+        self.optimizer.step(skip=distributed.maximum(skip))
         with torch.no_grad():
             for slow, fast in zip(self.slow_critic.parameters(), self.critic.parameters()):
-                slow.lerp_(fast, self.slow_rate)
-        return metrics
+                slow.lerp_(fast, self.slow_rate * (1.0 - skip))
+        self.skipped = skip
+        return norm
+
+    def update(self, batch: dict[str, Tensor], replica: nn.Module | None = None) -> tuple[Latent, dict[str, Tensor]]:
+        """One update on a (B, T+1) batch: the posteriors of steps 1..T and the metrics. `replica`
+        is this learner wrapped for data parallelism (its gradients averaged over the ranks)."""
+        losses, post, metrics = (replica or self)(batch)
+        total = self.total(losses)
+        metrics["grad_norm/all"] = self.step(total)
+        metrics["loss/total"] = total.detach()
+        metrics["train/skipped"] = self.skipped
+        return post, metrics

@@ -41,10 +41,10 @@ class WorldModel(nn.Module):
         self.reward = MLPHead(feat, units, head_layers, bins, outscale=0.0, eps=eps)
         self.cont = MLPHead(feat, units, head_layers, 1, outscale=1.0, eps=eps)
 
-    def observe(self, tokens: Tensor, prev_action: Tensor, is_first: Tensor) -> tuple[Latent, Tensor]:
-        """Posterior states (B, T, ...) and logits (B, T, S, C) from a zero initial state."""
-        batch, steps = is_first.shape
-        state = self.rssm.initial_state(batch, tokens.device)
+    def observe(self, tokens: Tensor, prev_action: Tensor, is_first: Tensor, start: Latent) -> tuple[Latent, Tensor]:
+        """Posterior states (B, T, ...) and logits (B, T, S, C) from the carry `start` (B, ...)."""
+        steps = is_first.shape[1]
+        state = start
         states, logits = [], []
         for t in range(steps):
             state, step_logits = self.rssm.obs_step(state, prev_action[:, t], tokens[:, t], is_first[:, t])
@@ -52,14 +52,14 @@ class WorldModel(nn.Module):
             logits.append(step_logits)
         return stack(states), torch.stack(logits, 1)
 
-    def loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, Latent, dict[str, Tensor]]:
-        """(B, T) batch -> (mean loss, posterior states (B, T, ...), per-term means)."""
+    def loss(self, batch: dict[str, Tensor], prev_action: Tensor, start: Latent
+             ) -> tuple[Tensor, Latent, dict[str, Tensor]]:
+        """(B, T) observations, the actions before them (B, T, A) and the carry before the first
+        -> (mean loss, posterior states (B, T, ...), per-term means)."""
         B, T = batch["is_first"].shape
         flat = {k: v.flatten(0, 1) for k, v in batch.items()}  # (B*T, ...)
         tokens = self.encoder(flat).unflatten(0, (B, T))  # (B, T, E)
-        action = batch["action"]
-        prev_action = torch.cat([torch.zeros_like(action[:, :1]), action[:, :-1]], 1)  # (B, T, A)
-        post, post_logits = self.observe(tokens, prev_action, batch["is_first"])
+        post, post_logits = self.observe(tokens, prev_action, batch["is_first"], start)
         prior_logits = self.rssm.prior_logits(post.deter)  # (B, T, S, C)
         dyn, rep, kl = kl_loss(post_logits, prior_logits, self.free_nats)
 

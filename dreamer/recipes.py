@@ -1,0 +1,22 @@
+"""The one place that maps `recipe` to its agent: 2023 = P1 (arXiv 2301.04104v1, `dreamer.agent`),
+2024 = v2 / Nature (`dreamer.v2024`). Both share the loop, replay, logging, checkpoints and DDP.
+
+What differs for the loop is asked of the agent, not of the recipe name:
+    `stored_keys()`     extra per-step values the replay keeps (the 2024 latents; none for P1)
+    `context`           steps before the trained window each replay batch carries (0 or 1)
+"""
+
+from __future__ import annotations
+
+import gymnasium as gym
+
+from dreamer.agent import Agent
+from dreamer.config import Config
+from dreamer.v2024.agent import Agent2024
+
+AnyAgent = Agent | Agent2024
+AGENTS: dict[str, type[AnyAgent]] = {"2023": Agent, "2024": Agent2024}
+
+
+def build_agent(cfg: Config, obs_space: gym.spaces.Dict, act_space: gym.spaces.Space) -> AnyAgent:
+    return AGENTS[cfg.recipe](cfg, obs_space, act_space)

@@ -1,0 +1,193 @@
+"""The 2024 recipe's agent (2024 = arXiv 2301.04104v2 / Nature; design-2024.md): its modules,
+one LaProp step per update (`Learner`), acting, and the latents it stores with every replayed step.
+
+It offers the loop what `dreamer.agent.Agent` offers (`update`, `read_metrics`, `policy`,
+`optimizers`, `distribute`, ...), plus the replay context of section 7.5:
+    `stored_keys`   the latent each step keeps in the replay: h (D,) float32 and the class index
+                    of each latent variable (S,) uint8 (lossless for one-hot samples)
+    `stored_step`   those values for the step the policy has just observed
+    `take_latents`  the posteriors of the last update's steps 1..T, for the replay's write-back
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from contextlib import AbstractContextManager, nullcontext
+from functools import partial
+from typing import Any, Callable
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from dreamer import distributed, precision
+from dreamer.agent import MODES, Mode, PolicyState
+from dreamer.behavior import ReturnNorm
+from dreamer.config import BehaviorConfig, Config, V2024Config
+from dreamer.nets.rssm import Latent
+from dreamer.v2024.heads import Actor, MLPHead
+from dreamer.v2024.learner import Learner
+from dreamer.v2024.world_model import WorldModel
+from dreamer.world_model import action_dim
+
+MODULES = ("enc", "dyn", "dec", "rew", "con", "pol", "val")  # the reference's names (design-2024.md 8)
+
+
+def build_modules(v: V2024Config, gamma: float, obs_space: gym.spaces.Dict, act_space: gym.spaces.Space
+                  ) -> tuple[WorldModel, Actor, MLPHead]:
+    """World model, actor and critic of a 2024 config section."""
+    d = v.dims
+    wm = WorldModel(obs_space, act_space, units=d.units, deter=d.deter, stoch=v.stoch, classes=d.classes,
+                    depth=d.depth, blocks=v.blocks, mults=tuple(v.cnn_mults), coder_layers=v.coder_layers,
+                    head_layers=v.head_layers, unimix=v.unimix, bins=v.bins, limit=v.limit, gamma=gamma,
+                    free_nats=v.free_nats, dyn_scale=v.dyn_scale, rep_scale=v.rep_scale, eps=v.norm_eps)
+    feat = d.deter + v.stoch * d.classes
+    actor = Actor(feat, d.units, v.actor_layers, act_space, v.actor_min_std, v.actor_max_std, v.actor_outscale,
+                  v.norm_eps)
+    critic = MLPHead(feat, d.units, v.critic_layers, v.bins, 0.0, v.norm_eps)
+    return wm, actor, critic
+
+
+def module_counts(wm: WorldModel, actor: Actor, critic: MLPHead) -> dict[str, int]:
+    """Parameters per module as the reference optimizer reports them, and their total."""
+    modules = dict(zip(MODULES, (wm.encoder, wm.rssm, wm.decoder, wm.reward, wm.cont, actor, critic)))
+    counts = {name: sum(p.numel() for p in module.parameters()) for name, module in modules.items()}
+    counts["total"] = sum(counts.values())
+    return counts
+
+
+def gamma_of(behavior: BehaviorConfig) -> float:
+    return 1.0 - 1.0 / behavior.discount_horizon
+
+
+class Agent2024(nn.Module):
+    replay_context = 1  # the step before each trained window, whose stored latent starts the carry (7.5)
+    online_queue = True  # consecutive non-overlapping windows are trained on first (7.3)
+
+    def __init__(self, cfg: Config, obs_space: gym.spaces.Dict, act_space: gym.spaces.Space):
+        super().__init__()
+        self.obs_space, self.act_space = obs_space, act_space
+        self.discrete = isinstance(act_space, gym.spaces.Discrete)
+        v, b = cfg.v2024, cfg.behavior
+        self.wm, self.actor, critic = build_modules(v, gamma_of(b), obs_space, act_space)
+        self.learner = Learner(
+            self.wm, self.actor, critic, horizon=b.horizon, lam=b.lam, eta=v.entropy, slow_reg=v.slow_reg,
+            slow_rate=v.slow_rate, repval_scale=v.repval_scale,
+            return_norm=ReturnNorm(b.return_decay, b.return_low, b.return_high, b.return_floor),
+            optim=dataclasses.asdict(v.optim))
+        self.precision = cfg.run.precision
+        self.metric_names: list[str] = []
+        self.replica: nn.Module | None = None  # the learner under DDP, after `distribute()`
+        self._latents: tuple[Tensor, Tensor] | None = None
+        self.stored_classes = cfg.v2024.dims.classes
+        self.min_replay_windows = cfg.replay.batch_size * cfg.replay.batch_length  # no prefill (7.7)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def parameter_counts(self) -> dict[str, int]:
+        return module_counts(self.wm, self.actor, self.learner.critic)
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        """The one optimizer over every trained module (design-2024.md 1.1)."""
+        return {"all": self.learner.optimizer}
+
+    def distribute(self) -> None:
+        """Average gradients over the ranks (call after `.to(device)`)."""
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        self.replica = DDP(self.learner, device_ids=ids, broadcast_buffers=False)
+
+    @property
+    def compute_dtype(self) -> torch.dtype:
+        return precision.compute_dtype(self.precision, self.device)
+
+    def autocast(self):
+        return precision.autocast(self.device, self.compute_dtype)
+
+    def to_tensors(self, data: dict[str, Any]) -> dict[str, Tensor]:
+        pin = self.device.type == "cuda"
+        tensors = {k: torch.as_tensor(v) for k, v in data.items()}
+        return {k: (v.pin_memory() if pin and v.device.type == "cpu" else v).to(self.device, non_blocking=True)
+                for k, v in tensors.items()}
+
+    # -- training ---------------------------------------------------------------------------------
+    def train(self, batch: dict[str, Any] | bool = True) -> Any:  # type: ignore[override]
+        """One update, metrics as floats (a host sync); with a bool, `nn.Module.train(mode)`."""
+        if isinstance(batch, bool):
+            return super().train(batch)
+        return self.read_metrics(self.update(batch))
+
+    def update(self, batch: dict[str, Any]) -> Tensor:
+        """One update on a (B, T+1) batch with stored latents, without a host sync; returns the
+        metrics as one device tensor (order: `metric_names`). Its posteriors wait in `take_latents`."""
+        batch = self.to_tensors(batch)
+        with self.autocast():
+            post, metrics = self.learner.update(batch, self.replica)
+        self._latents = (post.deter.float(), post.stoch.argmax(-1).to(torch.uint8))  # (B, T, D), (B, T, S)
+        self.metric_names = list(metrics)
+        return distributed.mean(torch.stack([metrics[k].detach().float() for k in self.metric_names]))
+
+    def read_metrics(self, values: Tensor) -> dict[str, float]:
+        return dict(zip(self.metric_names, values.tolist()))
+
+    def take_latents(self) -> dict[str, np.ndarray] | None:
+        """The last update's posteriors of steps 1..T as host arrays {deter, stoch}, once."""
+        if self._latents is None:
+            return None
+        deter, stoch = self._latents
+        self._latents = None
+        return {"deter": deter.cpu().numpy(), "stoch": stoch.cpu().numpy()}
+
+    # -- acting -----------------------------------------------------------------------------------
+    def stored_keys(self) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+        return {"deter": ((self.wm.rssm.deter,), np.dtype(np.float32)),
+                "stoch": ((self.wm.rssm.stoch,), np.dtype(np.uint8))}
+
+    def stored_step(self, state: PolicyState) -> dict[str, np.ndarray]:
+        """The policy's posterior after the step it just observed, as the replay stores it."""
+        latent, _ = state
+        return {"deter": latent.deter.float().cpu().numpy(),
+                "stoch": latent.stoch.argmax(-1).to(torch.uint8).cpu().numpy()}
+
+    @torch.no_grad()
+    def policy(self, obs: dict[str, Any], state: PolicyState | None = None, mode: Mode = "train"
+               ) -> tuple[Tensor, PolicyState]:
+        """Act for N envs from the posterior; `train` and `eval` sample (the reference's policy
+        always samples, design-2024.md 9.7), `greedy` takes the mode."""
+        if mode not in MODES:
+            raise ValueError(f"unknown policy mode {mode!r}; accepted: {', '.join(MODES)}")
+        needed = (*self.wm.encoder.image_keys, *self.wm.encoder.vector_keys, "is_first")
+        obs = self.to_tensors({k: obs[k] for k in needed})
+        if state is None:
+            envs = obs["is_first"].shape[0]
+            state = (self.wm.rssm.initial_state(envs, self.device),
+                     torch.zeros(envs, action_dim(self.act_space), device=self.device))
+        action, latent = self.act(obs, *state, mode=mode)
+        return action, (latent, action)
+
+    def eager(self) -> AbstractContextManager:
+        """Updates inside the block run uncompiled: the 2024 update is not compiled yet."""
+        return nullcontext()
+
+    def policy_step(self, mode: Mode) -> Callable[..., tuple[Tensor, Latent]]:
+        return partial(self.act, mode=mode)
+
+    def act(self, obs: dict[str, Tensor], latent: Latent, prev_action: Tensor, mode: Mode) -> tuple[Tensor, Latent]:
+        with self.autocast():
+            tokens = self.wm.encoder(obs)
+            latent, _ = self.wm.rssm.obs_step(latent, prev_action, tokens, obs["is_first"])
+            dist = self.actor(latent.feat())
+            action = dist.mode() if mode == "greedy" else dist.sample()
+        latent = Latent(latent.deter.float(), latent.stoch.float())
+        action = action.float()
+        if not self.discrete:
+            action = action.clamp(-1.0, 1.0)
+        return action, latent
+
+    def env_action(self, action: np.ndarray) -> np.ndarray:
+        return action.argmax(-1) if self.discrete else action
+
