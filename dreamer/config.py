@@ -458,7 +458,8 @@ def _recipe_layers(recipe: str, suite: str, size: str) -> list[dict]:
 def _inactive_layers(recipe: str, suite: str) -> list[dict]:
     """Defaults for the sections of the recipe not in use (they resolve, nothing reads them)."""
     other = "2024" if recipe == "2023" else "2023"
-    layers = _recipe_layers(other, suite, PLACEHOLDER_SIZE[other])
+    layers = [_read_yaml("defaults.yaml"), _read_yaml(f"{suite}.yaml"),
+              *_recipe_layers(other, suite, PLACEHOLDER_SIZE[other])]
     keep = RECIPE_SECTIONS[other]
     return [{k: v for k, v in layer.items() if k in keep} for layer in layers]
 

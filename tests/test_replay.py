@@ -195,3 +195,93 @@ def test_replay_larger_than_memory_is_refused_with_the_numbers(monkeypatch, tmp_
     with pytest.raises(ConfigError, match=rf"replay of 1,000 steps x {per_step} bytes per step .* replay.storage=disk"):
         replay.check_fits(steps=10_000)
     make(capacity=1000, directory=tmp_path, storage="disk").check_fits(steps=10_000)  # on disk: allowed
+
+
+# -- the 2024 recipe's additions: stored latents, a context step, write-back, the online queue ----
+
+STORED = {"latent": ((2,), np.dtype(np.float32))}
+
+
+def make_2024(capacity=1000, envs=1, length=8, batch=4, directory=None, chunk=1024):
+    cfg = load_config([f"replay.capacity={capacity}", f"replay.batch_length={length}", f"replay.batch_size={batch}",
+                       f"replay.chunk={chunk}", f"run.envs={envs}"], {"env": "crafter"})
+    return Replay(cfg.replay, *spaces(), envs=envs, directory=directory, seed=0, stored=STORED, context=1, online=True)
+
+
+def fill_2024(replay, steps, start=0):
+    """As `fill`, with the stored latent [id, -id] (the policy's value) beside every step."""
+    for i in range(start, start + steps):
+        ids = (np.arange(replay.envs) * 1_000_000 + i).astype(np.float32)
+        replay.add({
+            "image": np.zeros((replay.envs, 4, 4, 3), np.uint8), "vector": ids[:, None], "reward": np.ones(replay.envs),
+            "is_first": np.full(replay.envs, i == 0), "is_last": np.zeros(replay.envs, bool),
+            "is_terminal": np.zeros(replay.envs, bool), "action": np.zeros((replay.envs, 3), np.float32),
+            "latent": np.stack([ids, -ids], 1),
+        })
+
+
+def test_windows_carry_the_context_step_and_count_as_items_from_there():
+    replay = make_2024(length=8)
+    fill_2024(replay, 20)
+    assert replay.items() == 20 - 9 + 1  # windows of 8 + 1 steps
+    ids = replay.sample(rng=np.random.default_rng(0))["vector"][..., 0]
+    assert ids.shape == (4, 9) and (np.diff(ids, axis=1) == 1).all()
+
+
+def test_the_online_queue_gives_consecutive_windows_first_then_uniform_ones():
+    replay = make_2024(length=8, batch=4)
+    fill_2024(replay, 27)  # windows of 9 end at steps 8, 17, 26: three queued
+    assert list(replay.queue) == [(0, 0), (0, 9), (0, 18)]
+    first = replay.sample()["vector"][:, 0, 0]
+    assert first[:3].tolist() == [0, 9, 18] and not replay.queue
+    replay.load_state_dict({"queue": [[0, 9]]})
+    assert replay.sample()["vector"][0, 0, 0] == 9
+    assert replay.state_dict() == {"queue": []}
+
+
+def test_write_back_overwrites_the_trained_steps_of_the_window_one_batch_late():
+    replay = make_2024(length=8, batch=1)
+    fill_2024(replay, 30)
+    replay.queue.clear()
+    starts = [int(replay.sample()["vector"][0, 0, 0]) for _ in range(2)]  # two batches await write-back
+    values = np.arange(8 * 2, dtype=np.float32).reshape(1, 8, 2) + 1000  # (B, T, 2) for steps 1..8
+    replay.write_back({"latent": values})  # the first batch's
+    assert len(replay.pending) == 1
+    latent = replay.data["latent"][0]
+    assert latent[starts[0]].tolist() == [starts[0], -starts[0]]  # the context step keeps its latent
+    np.testing.assert_array_equal(latent[starts[0] + 1: starts[0] + 9], values[0])
+    untouched = [i for i in range(30) if not starts[0] < i <= starts[0] + 8]
+    assert all(latent[i].tolist() == [i, -i] for i in untouched)
+
+
+def test_write_back_to_an_evicted_step_is_dropped():
+    replay = make_2024(capacity=12, length=8, batch=1)
+    fill_2024(replay, 12)
+    replay.queue.clear()
+    start = int(replay.sample()["vector"][0, 0, 0])
+    fill_2024(replay, 6, start=12)  # the ring moves on by 6: steps 0..5 are gone
+    replay.write_back({"latent": np.full((1, 8, 2), 7.0, np.float32)})
+    for slot, step in enumerate(replay.data["vector"][0, :, 0].astype(int)):  # steps 6..17 in the ring
+        written = start < step <= start + 8
+        want = [7.0, 7.0] if written else [step, -step]  # the slots of evicted steps hold new steps, untouched
+        assert replay.data["latent"][0, slot].tolist() == want, step
+
+
+def test_stored_values_written_back_survive_a_flush_and_load(tmp_path):
+    replay = make_2024(length=8, batch=2, directory=tmp_path)
+    fill_2024(replay, 40)
+    replay.sample()
+    replay.write_back({"latent": np.full((2, 8, 2), 5.0, np.float32)})
+    replay.flush()
+    again = make_2024(length=8, batch=2, directory=tmp_path)
+    again.load(replay.written.tolist())
+    np.testing.assert_array_equal(again.data["latent"][:, :40], replay.data["latent"][:, :40])
+    assert (again.data["latent"] == 5.0).any()
+    # values from a later flush than the checkpoint being continued are not used: the chunks' stand
+    replay.sample()
+    replay.write_back({"latent": np.full((2, 8, 2), 9.0, np.float32)})
+    fill_2024(replay, 10, start=40)
+    replay.flush()
+    older = make_2024(length=8, batch=2, directory=tmp_path)
+    older.load([40])
+    np.testing.assert_array_equal(older.data["latent"][:, :40], again.data["latent"][:, :40])
