@@ -68,6 +68,10 @@ class Agent(nn.Module):
     def device(self) -> torch.device:
         return self.wm.rssm.initial.device
 
+    @property
+    def actor(self) -> nn.Module:
+        return self.behavior.actor
+
     def parameter_counts(self) -> dict[str, int]:
         """World model, actor, critic and their total (the slow critic excluded, as in P1)."""
         parts = {"world_model": self.wm, "actor": self.behavior.actor, "critic": self.behavior.critic}

@@ -114,28 +114,25 @@ def open_loop(agent: Agent, batch: dict[str, np.ndarray], context: int, actions:
     count, length = data["is_first"].shape
     if not 0 < context < length:
         raise ConfigError(f"context {context} must be between 1 and the sequence length {length} - 1")
-    embed = wm.encoder({k: v[:, :context].flatten(0, 1) for k, v in data.items()}).unflatten(0, (count, context))
-    prev_action = torch.cat([torch.zeros_like(data["action"][:, :1]), data["action"][:, :context - 1]], 1)
-    post, _, _ = rssm.observe(embed, prev_action, data["is_first"][:, :context])
+    post = wm.observe_window(data, context)
     state = Latent(post.deter[:, -1], post.stoch[:, -1])
     imagined = []
     for t in range(context, length):
         if actions == "replay":
             action = data["action"][:, t - 1]
         else:
-            action = agent.behavior.actor(state.feat()).sample()
+            action = agent.actor(state.feat()).sample()
         state = rssm.img_step(state, action)
         imagined.append(state)
     states = Latent(torch.cat([post.deter, stack(imagined).deter], 1), torch.cat([post.stoch, stack(imagined).stoch], 1))
-    feat = states.feat()  # (K, L, F)
-    preds = wm.decoder.predict(feat.flatten(0, 1))
+    preds = wm.predict(states)  # (K, L, ...)
     has_truth = np.ones((count, length), bool)
     if actions == "policy":
         has_truth[:, context:] = False
     out: dict[str, Any] = {
         "context": context, "actions": actions, "has_truth": has_truth,
-        "pred_reward": wm.twohot.mean(wm.reward(feat)).cpu().numpy(),
-        "pred_cont": torch.sigmoid(wm.cont(feat).float()).cpu().numpy(),
+        "pred_reward": preds["reward"].float().cpu().numpy(),
+        "pred_cont": preds["cont"].float().cpu().numpy(),
         "truth_reward": np.where(has_truth, batch["reward"], np.nan),
         "truth_image": None, "pred_image": None, "truth_vector": None, "pred_vector": None,
     }
@@ -143,13 +140,13 @@ def open_loop(agent: Agent, batch: dict[str, np.ndarray], context: int, actions:
     if image_keys:
         key = image_keys[0]
         out["truth_image"] = batch[key]
-        out["pred_image"] = preds[key].float().unflatten(0, (count, length)).cpu().numpy()
+        out["pred_image"] = preds[key].float().cpu().numpy()
         err = (out["truth_image"].astype(np.float32) / 255.0 - out["pred_image"]) ** 2
         out["mse"] = np.where(has_truth, err.reshape(count, length, -1).mean(-1), np.nan)
     if vector_keys:
         key = vector_keys[0]
         out["truth_vector"] = np.where(has_truth[..., None], batch[key], np.nan)
-        out["pred_vector"] = symexp(preds[key].float()).unflatten(0, (count, length)).cpu().numpy()
+        out["pred_vector"] = symexp(preds[key].float()).cpu().numpy()
         if not image_keys:
             err = (out["truth_vector"] - out["pred_vector"]) ** 2
             out["mse"] = err.mean(-1)

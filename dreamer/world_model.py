@@ -170,6 +170,25 @@ class WorldModel(nn.Module):
         self.reward = RewardHead(reward_head, feat, self.twohot)
         self.cont = ContinueHead(cont_head, feat)
 
+    def observe_window(self, data: dict[str, Tensor], steps: int) -> Latent:
+        """Posteriors (K, steps, ...) of the first `steps` steps of (K, L) windows that start an
+        episode (for open-loop predictions)."""
+        count = data["is_first"].shape[0]
+        embed = self.encoder({k: v[:, :steps].flatten(0, 1) for k, v in data.items()}).unflatten(0, (count, steps))
+        action = data["action"][:, :steps]
+        prev_action = torch.cat([torch.zeros_like(action[:, :1]), action[:, :-1]], 1)
+        return self.rssm.observe(embed, prev_action, data["is_first"][:, :steps])[0]
+
+    def predict(self, states: Latent) -> dict[str, Tensor]:
+        """Decoded observations (images in [0, 1], vectors in symlog space), the reward's mean and
+        the continue probability, for states (..., )."""
+        feat = states.feat()
+        lead = feat.shape[:-1]
+        out = {k: v.unflatten(0, lead) for k, v in self.decoder.predict(feat.flatten(0, -2)).items()}
+        out["reward"] = self.twohot.mean(self.reward(feat))
+        out["cont"] = torch.sigmoid(self.cont(feat).float())
+        return out
+
     def forward(self, batch: dict[str, Tensor]) -> tuple[Tensor, Latent, dict[str, Tensor]]:
         """`loss`, as DDP calls it."""
         return self.loss(batch)

@@ -85,6 +85,12 @@ def test_stopped_and_continued_2024_run_equals_the_uninterrupted_one(tmp_path):
     assert rows[-1]["perf/updates"] > 50 and np.isfinite(rows[-1]["loss/total"])
     _, payload = checkpoint.load_latest(tmp_path / "reference" / "checkpoints")
     assert list(payload["optimizers"]) == ["all"] and "recipe: '2024'" in payload["config"]
+    # the shared commands read a 2024 run: open-loop predictions and evaluation
+    out = tmp_path / "imagine.png"
+    assert main(["imagine", "--checkpoint", str(tmp_path / "reference"), "--out", str(out), "--context", "3",
+                 "--horizon", "5", "--episodes", "2", "--device", "cpu"]) == 0
+    assert out.stat().st_size > 0
+    assert main(["eval", "--checkpoint", str(tmp_path / "reference"), "--episodes", "1", "--device", "cpu"]) == 0
 
 
 def test_a_checkpoint_of_the_other_recipe_is_refused(tmp_path, capsys):

@@ -73,16 +73,23 @@ class Decoder(nn.Module):
         x = F.interpolate(self.up(x), scale_factor=2, mode="nearest")
         return rearrange(torch.sigmoid(self.out(x)), "n c h w -> n h w c")
 
+    def predict(self, deter: Tensor, stoch_flat: Tensor) -> dict[str, Tensor]:
+        """Predicted observations: images in [0, 1] (N, H, W, C), vectors in symlog space (N, D)."""
+        out: dict[str, Tensor] = {}
+        if self.image_keys:
+            pred = self.images(deter, stoch_flat).float()
+            out.update(zip(self.image_keys, pred.split(self.channels, -1)))
+        if self.vector_keys:
+            pred = self.vector_out(self.mlp(torch.cat([stoch_flat, deter], -1))).float()
+            out.update(zip(self.vector_keys, pred.split(self.sizes, -1)))
+        return out
+
     def loss(self, deter: Tensor, stoch_flat: Tensor, obs: dict[str, Tensor]) -> dict[str, Tensor]:
         """Per observation key, the reconstruction loss (N,) of design-2024.md 4.2."""
         losses = {}
-        if self.image_keys:
-            pred = self.images(deter, stoch_flat).float()
-            for key, part in zip(self.image_keys, pred.split(self.channels, -1)):
-                target = obs[key].float() / 255.0
-                losses[key] = (part - target).square().sum((-3, -2, -1))
-        if self.vector_keys:
-            pred = self.vector_out(self.mlp(torch.cat([stoch_flat, deter], -1))).float()
-            for key, part in zip(self.vector_keys, pred.split(self.sizes, -1)):
-                losses[key] = (part - symlog(obs[key].float())).square().sum(-1)
+        for key, pred in self.predict(deter, stoch_flat).items():
+            if key in self.image_keys:
+                losses[key] = (pred - obs[key].float() / 255.0).square().sum((-3, -2, -1))
+            else:
+                losses[key] = (pred - symlog(obs[key].float())).square().sum(-1)
         return losses

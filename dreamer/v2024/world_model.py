@@ -52,6 +52,27 @@ class WorldModel(nn.Module):
             logits.append(step_logits)
         return stack(states), torch.stack(logits, 1)
 
+    def observe_window(self, data: dict[str, Tensor], steps: int) -> Latent:
+        """Posteriors (K, steps, ...) of the first `steps` steps of (K, L) windows that start an
+        episode (for open-loop predictions)."""
+        count = data["is_first"].shape[0]
+        tokens = self.encoder({k: v[:, :steps].flatten(0, 1) for k, v in data.items()}).unflatten(0, (count, steps))
+        action = data["action"][:, :steps]
+        prev_action = torch.cat([torch.zeros_like(action[:, :1]), action[:, :-1]], 1)
+        return self.observe(tokens, prev_action, data["is_first"][:, :steps],
+                            self.rssm.initial_state(count, tokens.device))[0]
+
+    def predict(self, states: Latent) -> dict[str, Tensor]:
+        """Decoded observations (images in [0, 1], vectors in symlog space), the reward's mean and
+        the continue probability, for states (..., )."""
+        lead = states.deter.shape[:-1]
+        deter, stoch_flat = states.deter.flatten(0, -2), states.stoch.flatten(-2).flatten(0, -2)
+        feat = torch.cat([deter, stoch_flat], -1)
+        out = {k: v.unflatten(0, lead) for k, v in self.decoder.predict(deter, stoch_flat).items()}
+        out["reward"] = self.twohot.mean(self.reward(feat)).unflatten(0, lead)
+        out["cont"] = torch.sigmoid(self.cont(feat).squeeze(-1).float()).unflatten(0, lead)
+        return out
+
     def loss(self, batch: dict[str, Tensor], prev_action: Tensor, start: Latent
              ) -> tuple[Tensor, Latent, dict[str, Tensor]]:
         """(B, T) observations, the actions before them (B, T, A) and the carry before the first
