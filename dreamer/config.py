@@ -243,7 +243,7 @@ class OptimsConfig:
 
 @dataclass
 class Config:
-    env: str = text(r"[a-z0-9]+(:.+)?", "SUITE or SUITE:TASK, e.g. crafter, gym:CartPole-v1")
+    env: str = text(r"[a-z0-9_]+(:.+)?", "SUITE or SUITE:TASK, e.g. crafter, gym:CartPole-v1")
     size: str = text(r"\w+", "a preset of configs/sizes.yaml")
     seed: int = at_least(0)
     logdir: str = text(r".+", "a folder")
