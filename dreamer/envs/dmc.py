@@ -137,7 +137,7 @@ class DMCEnv(Adapter):
             if time_step.last():
                 break
         self._steps += 1
-        terminated = time_step.last() and time_step.discount == 0  # no suite task ends this way
+        terminated = time_step.last() and time_step.discount == 0  # only LQR (excluded) ends so
         truncated = not terminated and (time_step.last() or bool(self.length and self._steps >= self.length))
         return self._inputs(time_step), total, bool(terminated), truncated
 
