@@ -1,6 +1,7 @@
 """Environment suites behind one name scheme: `crafter`, `atari:<Game>`, `atari100k:<Game>`,
-`gym:<id>`, `minerl:<task>`, `dmc:<domain>_<task>`, `dmc_vision:<domain>_<task>`. `make_env` builds one adapter, `make_vector` N of them (in
-subprocesses when N > 1), `spaces` reads an env's observation and action spaces."""
+`gym:<id>`, `minerl:<task>`, `dmc:<domain>_<task>`, `dmc_vision:<domain>_<task>`. `make_env` builds
+one adapter, `make_vector` N of them (in subprocesses when N > 1), `spaces` reads an env's
+observation and action spaces."""
 
 from __future__ import annotations
 
