@@ -307,7 +307,7 @@ class V2024Config:
 @dataclass
 class Config:
     recipe: str = one_of(*RECIPES)
-    env: str = text(r"[a-z0-9]+(:.+)?", "SUITE or SUITE:TASK, e.g. crafter, gym:CartPole-v1")
+    env: str = text(r"[a-z0-9_]+(:.+)?", "SUITE or SUITE:TASK, e.g. crafter, gym:CartPole-v1")
     size: str = text(r"\w+", "a preset of configs/sizes.yaml (2023) or configs/2024/sizes.yaml (2024)")
     seed: int = at_least(0)
     logdir: str = text(r".+", "a folder")

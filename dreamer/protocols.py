@@ -10,6 +10,12 @@ confidence interval (runs resampled with replacement within each game).
 Crafter (Hafner 2022): the success rate of each achievement is the percentage of all training
 episodes within the budget (1M steps) that unlocked it; the score is exp(mean ln(1 + s_i)) - 1 over
 the 22 rates; the reward is the mean episode return. Seeds give mean +- std.
+
+DeepMind Control Suite (P1's `dmc` and `dmc_vision` benchmarks): budgets of 500k env steps from
+proprioception and 1M from pixels, counted with the action repeat (policy steps x repeat). A run's
+return at the budget is the mean return of its training episodes that ended in the last tenth of
+the budget (or of its own length, when shorter; the table shows the steps reached). Per task, seeds
+give mean +- std; over tasks, the mean and the median of the task means.
 """
 
 from __future__ import annotations
@@ -34,6 +40,35 @@ CRAFTER_BUDGET = 1_000_000
 CRAFTER_PAPER = {"score": (14.5, 1.6), "reward": (11.7, 1.9)}
 # The DreamerV3 paper on Atari100k (human-normalised, in %).
 ATARI100K_PAPER = {"mean": 112.0, "median": 49.0}
+
+# DeepMind Control Suite budgets in env steps (action repeat counted), as P1 runs them.
+DMC_BUDGETS = {"dmc": 500_000, "dmc_vision": 1_000_000}
+DMC_FINAL_SHARE = 0.1  # a run's return at the budget: episodes ending in the last tenth of it
+# P1's appendix tables of per-task DMC returns were not found in the sources at hand. These are the
+# DreamerV3 runs the reference repository publishes (danijar/dreamerv3, scores/dmc_proprio-dreamerv3
+# .json.gz, 18 tasks x 5 seeds to 500k env steps, and scores/dmc_vision-dreamerv3.json.gz, 20 tasks
+# x 8-10 seeds to 1M, added in commit 2411f7d), reduced by the rule above: each seed's mean return
+# over the curve's points in the last tenth of the budget; (mean, std) over seeds.
+DMC_REFERENCE = {
+    "dmc": {
+        "acrobot_swingup": (156.8, 17.7), "ball_in_cup_catch": (964.1, 5.2), "cartpole_balance": (991.0, 3.7),
+        "cartpole_balance_sparse": (992.5, 15.0), "cartpole_swingup": (851.0, 14.6),
+        "cartpole_swingup_sparse": (489.2, 360.2), "cheetah_run": (606.0, 16.3), "finger_spin": (932.0, 28.9),
+        "finger_turn_easy": (748.0, 230.0), "finger_turn_hard": (826.0, 92.3), "hopper_hop": (110.8, 31.3),
+        "hopper_stand": (585.0, 238.9), "pendulum_swingup": (790.0, 68.4), "reacher_easy": (951.1, 12.7),
+        "reacher_hard": (937.6, 7.6), "walker_run": (646.2, 63.2), "walker_stand": (963.8, 14.2),
+        "walker_walk": (937.5, 14.4),
+    },
+    "dmc_vision": {
+        "acrobot_swingup": (223.5, 46.9), "ball_in_cup_catch": (973.0, 3.5), "cartpole_balance": (987.2, 10.9),
+        "cartpole_balance_sparse": (968.5, 32.3), "cartpole_swingup": (860.1, 11.4),
+        "cartpole_swingup_sparse": (763.4, 29.6), "cheetah_run": (832.2, 43.8), "finger_spin": (588.4, 133.4),
+        "finger_turn_easy": (872.6, 40.0), "finger_turn_hard": (903.1, 24.9), "hopper_hop": (224.1, 143.8),
+        "hopper_stand": (905.3, 12.2), "pendulum_swingup": (744.1, 179.1), "quadruped_run": (587.7, 65.1),
+        "quadruped_walk": (801.7, 84.3), "reacher_easy": (953.0, 6.0), "reacher_hard": (843.0, 55.1),
+        "walker_run": (683.6, 113.6), "walker_stand": (976.0, 2.0), "walker_walk": (960.4, 2.3),
+    },
+}
 
 Scores = dict[str, list[float]]  # game -> one score per seed
 
@@ -171,9 +206,64 @@ def plot_crafter(runs: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
+def dmc_return(episodes: list[dict], repeat: int, budget: int) -> tuple[float, int]:
+    """(return at the budget, env steps reached): the mean return of the episodes that ended in the
+    last `DMC_FINAL_SHARE` of the budget, or of the run's own length when it stopped earlier."""
+    ends = np.array([ep["step"] * repeat for ep in episodes], dtype=np.int64)
+    returns = np.array([ep["return"] for ep in episodes], dtype=np.float64)
+    within = ends <= budget
+    if not within.any():
+        return float("nan"), 0
+    reached = int(ends[within].max())
+    final = within & (ends > reached - DMC_FINAL_SHARE * min(budget, reached))
+    return float(returns[final].mean()), reached
+
+
+def dmc_runs(directory: Path) -> dict[str, dict[str, list[tuple[float, int]]]]:
+    """suite -> task -> (return at the budget, env steps reached) of each `dmc:`/`dmc_vision:` run."""
+    results: dict[str, dict[str, list[tuple[float, int]]]] = {}
+    for logdir, cfg in find_runs(directory):
+        suite = suite_of(cfg.env)
+        if suite not in DMC_BUDGETS or not (logdir / "episodes.jsonl").exists():
+            continue
+        episodes = read_jsonl(logdir / "episodes.jsonl")
+        score, reached = dmc_return(episodes, cfg.environment.repeat, DMC_BUDGETS[suite])
+        if reached:
+            results.setdefault(suite, {}).setdefault(cfg.env.split(":", 1)[1], []).append((score, reached))
+    return results
+
+
+def dmc_summary(suite: str, tasks: dict[str, list[tuple[float, int]]]) -> tuple[dict, str]:
+    """Mean and median over tasks (of the seed means), and a markdown table per task and overall
+    beside the reference runs (over the tasks both have, as well as over all of ours)."""
+    budget, reference = DMC_BUDGETS[suite], DMC_REFERENCE[suite]
+    means = {task: float(np.mean([score for score, _ in runs])) for task, runs in tasks.items()}
+    title = "proprioceptive" if suite == "dmc" else "pixels"
+    lines = [f"## DeepMind Control Suite, {title} ({suite}, {budget:,} env steps)", "",
+             "| task | seeds | env steps reached (min) | return at the budget (mean +- std) | DreamerV3 reference runs |",
+             "|---|---:|---:|---:|---:|"]
+    for task in sorted(tasks):
+        scores = [score for score, _ in tasks[task]]
+        ref = f"{reference[task][0]:.1f} +- {reference[task][1]:.1f}" if task in reference else "n/a"
+        lines.append(f"| {task} | {len(scores)} | {min(r for _, r in tasks[task]):,} | "
+                     f"{np.mean(scores):.1f} +- {np.std(scores):.1f} | {ref} |")
+    shared = [task for task in means if task in reference]
+    summary = {"mean": float(np.mean(list(means.values()))), "median": float(np.median(list(means.values()))),
+               "tasks": len(means), "shared_tasks": len(shared)}
+    lines += ["", f"Over tasks (each task the mean over its seeds; reference: danijar/dreamerv3's published "
+              f"runs, see dreamer/protocols.py):", "",
+              "| aggregate | ours, all tasks | ours, tasks in the reference | DreamerV3 reference, same tasks |",
+              "|---|---:|---:|---:|"]
+    for name, fn in (("mean", np.mean), ("median", np.median)):
+        ours_shared = f"{fn([means[t] for t in shared]):.1f}" if shared else "n/a"
+        ref_shared = f"{fn([reference[t][0] for t in shared]):.1f}" if shared else "n/a"
+        lines.append(f"| {name} | {summary[name]:.1f} ({len(means)} tasks) | {ours_shared} | {ref_shared} |")
+    return summary, "\n".join(lines)
+
+
 def report(directory: Path) -> list[str]:
-    """Write `benchmarks.md` (and `crafter.png`) for the Atari100k and Crafter runs under
-    `directory`; returns the names of the suites found."""
+    """Write `benchmarks.md` (and `crafter.png`) for the Atari100k, Crafter and DeepMind Control
+    runs under `directory`; returns the names of the suites found."""
     sections, found = [], []
     raw, normalized = atari100k_scores(directory)
     if normalized:
@@ -184,6 +274,9 @@ def report(directory: Path) -> list[str]:
         sections.append(crafter_summary(crafter))
         plot_crafter(crafter, directory / "crafter.png")
         found.append("crafter")
+    for suite, tasks in sorted(dmc_runs(directory).items()):
+        sections.append(dmc_summary(suite, tasks)[1])
+        found.append(suite)
     if found:
             atomic_write(directory / "benchmarks.md", lambda f: f.write(("\n\n".join(sections) + "\n").encode()))
     return found

@@ -259,7 +259,7 @@ def report(out: Path, window: int = 20) -> tuple[list[dict], dict]:
         from dreamer.config import ConfigError
 
         raise ConfigError(f"no finished runs in {out}: no sweep runs (*/compute.json), no atari100k runs with "
-                          f"eval.json, no crafter runs with episodes")
+                          f"eval.json, no crafter or dmc runs with episodes")
     fit = write_plots(runs, out, window)
     write_tables(runs, out, fit)
     return runs, fit

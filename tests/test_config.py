@@ -77,7 +77,7 @@ def test_size_can_be_set_by_override():
         (["actor.unimix=2"], {}, "'actor.unimix': 2.0; accepted: a number in [0, 1)"),
         (["rssm"], {}, "bad override 'rssm'; expected KEY=VALUE"),
         ([], {"size": "xxl"}, "unknown size 'xxl' for recipe 2023; accepted: xs, s, m, l, xl"),
-        ([], {"env": "dmc:walker"}, "unknown env suite 'dmc' in env='dmc:walker'; accepted: atari, atari100k"),
+        ([], {"env": "dmlab:rooms"}, "unknown env suite 'dmlab' in env='dmlab:rooms'; accepted: atari, atari100k"),
         ([], {"device": "tpu"}, "'device': 'tpu'; accepted: auto, cpu, cuda or cuda:N"),
         ([], {"steps": "many"}, "bad value for config key 'run.steps'"),
         ([], {"prefill": 10}, "run.prefill=10, run.envs=1, replay.batch_length=64; accepted: prefill // envs >= batch_length"),

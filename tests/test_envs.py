@@ -80,7 +80,8 @@ def test_crafter_adapter():
 @pytest.mark.parametrize(
     "name, message",
     [
-        ("dmc:walker", "unknown env suite 'dmc' in env='dmc:walker'; accepted: atari, atari100k, crafter, gym, minerl"),
+        ("dmlab:rooms", "unknown env suite 'dmlab' in env='dmlab:rooms'; accepted: atari, atari100k, crafter, dmc, "
+                        "dmc_vision, gym, minerl"),
         ("gym:NoSuchEnv-v0", "unknown gymnasium id 'NoSuchEnv-v0'"),
         ("gym", "names no task; write it as gym:<task>"),
         ("gym:CarRacing-v3", "accepted: 1-D Box or Discrete"),

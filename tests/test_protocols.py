@@ -87,3 +87,35 @@ def test_report_scores_atari100k_and_crafter_runs(tmp_path, capsys):
     assert "| score | 0.23 +- 0.00 % | 14.5 +- 1.6 % |" in text  # 100 % wood: exp(ln 101 / 22) - 1 = 0.233
     assert "| reward | 4.00 +- 0.00 | 11.7 +- 1.9 |" in text
     assert (tmp_path / "crafter.png").stat().st_size > 10_000
+
+
+def test_report_scores_dmc_runs_at_the_budget(tmp_path, capsys):
+    # repeat 2: policy step s is env step 2s. Budget 500k env steps; its last tenth is (450k, 500k].
+    _fake_run(tmp_path / "swingup-0", "dmc:cartpole_swingup", 0, episodes=[
+        {"step": 100_000, "return": 100.0, "length": 500}, {"step": 240_000, "return": 700.0, "length": 500},
+        {"step": 250_000, "return": 900.0, "length": 500}, {"step": 260_000, "return": 5000.0, "length": 500}])
+    _fake_run(tmp_path / "swingup-1", "dmc:cartpole_swingup", 1, episodes=[
+        {"step": 249_000, "return": 400.0, "length": 500}, {"step": 250_000, "return": 600.0, "length": 500}])
+    # a run stopped at 100k env steps is scored over its own last tenth, (90k, 100k]
+    _fake_run(tmp_path / "walker-0", "dmc:walker_walk", 0, episodes=[
+        {"step": 10_000, "return": 10.0, "length": 500}, {"step": 50_000, "return": 20.0, "length": 500}])
+    _fake_run(tmp_path / "humanoid-0", "dmc:humanoid_walk", 0, episodes=[
+        {"step": 250_000, "return": 1.0, "length": 500}])  # not in the reference runs
+    _fake_run(tmp_path / "vision-0", "dmc_vision:cartpole_swingup", 0, episodes=[
+        {"step": 400_000, "return": 50.0, "length": 500}, {"step": 500_000, "return": 300.0, "length": 500}])
+
+    runs = protocols.dmc_runs(tmp_path)
+    assert runs["dmc"]["cartpole_swingup"] == [(800.0, 500_000), (500.0, 500_000)]
+    assert runs["dmc"]["walker_walk"] == [(20.0, 100_000)]
+    assert runs["dmc_vision"] == {"cartpole_swingup": [(300.0, 1_000_000)]}
+    summary, text = protocols.dmc_summary("dmc", runs["dmc"])
+    assert summary["mean"] == pytest.approx((650 + 20 + 1) / 3) and summary["median"] == pytest.approx(20.0)
+    assert "| cartpole_swingup | 2 | 500,000 | 650.0 +- 150.0 | 851.0 +- 14.6 |" in text
+    assert "| humanoid_walk | 1 | 500,000 | 1.0 +- 0.0 | n/a |" in text
+    assert "| mean | 223.7 (3 tasks) | 335.0 | 894.2 |" in text  # reference: (851.0 + 937.5) / 2
+
+    assert main(["report", str(tmp_path)]) == 0
+    assert "dmc and dmc_vision protocol results" in capsys.readouterr().out
+    written = (tmp_path / "benchmarks.md").read_text()
+    assert "## DeepMind Control Suite, pixels (dmc_vision, 1,000,000 env steps)" in written
+    assert "| cartpole_swingup | 1 | 1,000,000 | 300.0 +- 0.0 | 860.1 +- 11.4 |" in written

@@ -1,6 +1,7 @@
 """Environment suites behind one name scheme: `crafter`, `atari:<Game>`, `atari100k:<Game>`,
-`gym:<id>`, `minerl:<task>`. `make_env` builds one adapter, `make_vector` N of them (in
-subprocesses when N > 1), `spaces` reads an env's observation and action spaces."""
+`gym:<id>`, `minerl:<task>`, `dmc:<domain>_<task>`, `dmc_vision:<domain>_<task>`. `make_env` builds
+one adapter, `make_vector` N of them (in subprocesses when N > 1), `spaces` reads an env's
+observation and action spaces."""
 
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ INSTALL = {
     "atari100k": "pip install 'dreamer-rl[atari]'",
     "gym": "included",
     "minerl": "pip install 'dreamer-rl[minerl]' (needs Java 8; the Docker image docker/Dockerfile.minerl has it)",
+    "dmc": "pip install 'dreamer-rl[dmc]'",
+    "dmc_vision": "pip install 'dreamer-rl[dmc]' (and a headless GL: Debian libegl1 libegl-mesa0 libgl1-mesa-dri)",
 }
 
 
@@ -34,6 +37,12 @@ def _constructor(suite: str) -> Callable[..., Adapter]:
     if suite == "minerl":
         from dreamer.envs.minerl_env import MineRLEnv
         return MineRLEnv
+    if suite == "dmc":
+        from dreamer.envs.dmc import DMCEnv
+        return DMCEnv
+    if suite == "dmc_vision":
+        from dreamer.envs.dmc import DMCVisionEnv
+        return DMCVisionEnv
     suites = ", ".join(f"{name} ({how})" for name, how in INSTALL.items())
     raise ConfigError(f"env suite {suite!r} has no adapter in this version; accepted: {suites}")
 
