@@ -124,7 +124,7 @@ def cmd_sweep(args: argparse.Namespace) -> None:
 
     sweep = Sweep(env=args.env, sizes=_list(args.sizes), ratios=_list(args.train_ratios, float),
                   seeds=args.seeds, steps=args.steps, out=Path(args.out), overrides=args.overrides,
-                  device=args.device, parallel=args.parallel)
+                  device=args.device, parallel=args.parallel, recipe=args.recipe)
     progress = run_sweep(sweep, backend=args.backend, address=args.address, gpus_per_run=args.gpus_per_run,
                          cpus_per_run=args.cpus_per_run)
     counts = progress.counts()
@@ -225,7 +225,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("sweep", help="a grid of size x train ratio x seed, each an ordinary training run")
     p.add_argument("--env", required=True)
-    p.add_argument("--sizes", required=True, help="comma-separated size presets, e.g. xs,s,m")
+    p.add_argument("--sizes", required=True, help="comma-separated size presets, e.g. xs,s,m, or custom widths: "
+                   "NAME:DETER/CNN/UNITS/LAYERS (recipe 2023), NAME:D (2024)")
+    p.add_argument("--recipe", default="2023", help="2023 (P1) or 2024 (arXiv v2 / Nature)")
     p.add_argument("--train-ratios", required=True, help="comma-separated ratios, e.g. 64,256,1024")
     p.add_argument("--seeds", type=int, default=1, help="seeds per point: 0 .. N-1")
     p.add_argument("--steps", type=int, required=True, help="policy steps per run")

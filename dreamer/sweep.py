@@ -24,12 +24,12 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from dreamer import checkpoint
-from dreamer.agent import Agent
-from dreamer.bench import count_update_flops, random_batch
+from dreamer.bench import agent_batch, count_update_flops
 from dreamer.checkpoint import atomic_write
 from dreamer.config import ConfigError, load_config
 from dreamer.envs import spaces
 from dreamer.envs.install import require
+from dreamer.recipes import build_agent
 from dreamer.logging import read_jsonl
 
 STATES = ("queued", "running", "done", "failed")
@@ -46,15 +46,26 @@ class Point:
         return f"{self.size}-r{self.ratio:g}-s{self.seed}"
 
 
-CUSTOM_BASE = "xs"  # preset a custom width starts from (its dims are then replaced)
+CUSTOM_BASE = {"2023": "xs", "2024": "size1m"}  # preset a custom width starts from (its dims are then replaced)
 
 
-def parse_size(text: str) -> tuple[str, list[str]]:
+def parse_size(text: str, recipe: str = "2023") -> tuple[str, list[str]]:
     """`m` -> (`m`, []); `w64:64/8/64/1` -> (`w64`, dims overrides deter/cnn_depth/units/layers).
     A custom width sizes the vector encoder and decoder too (`units` x `layers`), so that small
-    widths stay small; the presets keep P1's 5 x 1024 vector MLPs."""
+    widths stay small; the presets keep P1's 5 x 1024 vector MLPs.
+
+    Under recipe 2024 a custom width is one number d, scaled as its presets are (design-2024.md 8):
+    `d32:32` -> units 32, deter 8d = 256, classes and CNN depth d/16 (at least 2 and 1)."""
     if ":" not in text:
         return text, []
+    if recipe == "2024":
+        name, _, width = text.partition(":")
+        if not name or not width.isdigit() or int(width) % 8:
+            raise ConfigError(f"bad size {text!r}; accepted under recipe 2024: a preset (size1m .. size400m) or "
+                              f"NAME:D with D a multiple of 8 (the block GRU's 8 blocks), e.g. d32:32")
+        d = int(width)
+        dims = {"units": d, "deter": 8 * d, "classes": max(2, d // 16), "depth": max(1, d // 16)}
+        return name, [f"v2024.dims.{k}={v}" for k, v in dims.items()]
     name, _, widths = text.partition(":")
     parts = widths.split("/")
     if not name or len(parts) != 4 or not all(p.isdigit() and int(p) > 0 for p in parts):
@@ -78,29 +89,30 @@ class Sweep:
     overrides: list[str] = dataclasses.field(default_factory=list)
     device: str = "auto"
     parallel: int = 1
+    recipe: str = "2023"
 
     def points(self) -> list[Point]:
-        names = [parse_size(size)[0] for size in self.sizes]
+        names = [parse_size(size, self.recipe)[0] for size in self.sizes]
         return [Point(name, ratio, seed) for name in names for ratio in self.ratios for seed in range(self.seeds)]
 
     def _size_args(self, name: str) -> tuple[str, list[str]]:
         """(preset to pass as --size, extra overrides) of a size name of this sweep."""
         for size in self.sizes:
-            size_name, dims = parse_size(size)
+            size_name, dims = parse_size(size, self.recipe)
             if size_name == name:
-                return (CUSTOM_BASE if dims else name), dims
+                return (CUSTOM_BASE[self.recipe] if dims else name), dims
         raise KeyError(name)
 
     def config(self, point: Point):
         preset, dims = self._size_args(point.size)
-        flags = {"env": self.env, "size": preset, "train_ratio": point.ratio, "seed": point.seed,
+        flags = {"recipe": self.recipe, "env": self.env, "size": preset, "train_ratio": point.ratio, "seed": point.seed,
                  "steps": self.steps, "logdir": str(self.out / point.name), "device": self.device}
         return load_config([*self.overrides, *dims], flags)
 
     def command(self, point: Point) -> list[str]:
         cfg = self.config(point)
         preset, dims = self._size_args(point.size)
-        args = [sys.executable, "-m", "dreamer", "train", "--env", self.env, "--size", preset,
+        args = [sys.executable, "-m", "dreamer", "train", "--recipe", self.recipe, "--env", self.env, "--size", preset,
                 "--train-ratio", f"{point.ratio:g}", "--seed", str(point.seed), "--steps", str(self.steps),
                 "--logdir", cfg.logdir, "--device", self.device]
         for override in [*self.overrides, *dims]:
@@ -120,8 +132,8 @@ def count_flops(sweep: Sweep, size: str) -> dict[str, float]:
     batch and of one policy step for one env, for `size` in this sweep's configuration."""
     cfg = sweep.config(Point(size, sweep.ratios[0], 0))
     obs_space, act_space = spaces(cfg.env, cfg.environment)
-    agent = Agent(cfg, obs_space, act_space)
-    batch = random_batch(obs_space, act_space, cfg.replay.batch_size, cfg.replay.batch_length)
+    agent = build_agent(cfg, obs_space, act_space)
+    batch = agent.to_tensors(agent_batch(agent, obs_space, act_space, cfg.replay.batch_size, cfg.replay.batch_length))
     update = count_update_flops(agent, batch)
     with FlopCounterMode(display=False) as counter:
         agent.policy({k: v[:1, 0] for k, v in batch.items()})
@@ -135,8 +147,8 @@ def flops_table(sweep: Sweep, log: Callable[[str], None]) -> dict[str, dict[str,
     cache = json.loads(path.read_text()) if path.exists() else {}
     table = {}
     for spec in sweep.sizes:
-        size = parse_size(spec)[0]
-        key = json.dumps([sweep.env, spec, sorted(sweep.overrides)])
+        size = parse_size(spec, sweep.recipe)[0]
+        key = json.dumps([sweep.recipe, sweep.env, spec, sorted(sweep.overrides)])
         if key not in cache:
             log(f"counting FLOPs of {size} on {sweep.env} ...")
             cache[key] = count_flops(sweep, size)

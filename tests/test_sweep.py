@@ -190,3 +190,20 @@ def test_custom_widths_in_a_sweep(tmp_path):
     command = sweep.command(Point("w64", 32, 0))
     assert "dims.units=48" in command and command[command.index("--size") + 1] == "xs"
     assert sweep.config(Point("xs", 32, 0)).rssm.deter == 256
+
+
+def test_a_2024_sweep_scales_custom_widths_as_its_presets(tmp_path):
+    from dreamer.sweep import count_flops, parse_size
+
+    assert parse_size("d32:32", "2024") == ("d32", ["v2024.dims.units=32", "v2024.dims.deter=256",
+                                                     "v2024.dims.classes=2", "v2024.dims.depth=2"])
+    with pytest.raises(ConfigError, match="NAME:D with D a multiple of 8"):
+        parse_size("d:30", "2024")
+    sweep = Sweep(env="gym:CartPole-v1", sizes=["d32:32", "size1m"], ratios=[64], seeds=1, steps=10, out=tmp_path,
+                  recipe="2024", overrides=["v2024.coder_layers=1"])
+    cfg = sweep.config(Point("d32", 64, 0))
+    assert cfg.recipe == "2024" and (cfg.v2024.dims.units, cfg.v2024.dims.deter) == (32, 256)
+    command = sweep.command(Point("d32", 64, 0))
+    assert command[command.index("--recipe") + 1] == "2024" and command[command.index("--size") + 1] == "size1m"
+    small, preset = count_flops(sweep, "d32"), count_flops(sweep, "size1m")
+    assert 0 < small["params"] < preset["params"] and 0 < small["flops_per_update"] < preset["flops_per_update"]
