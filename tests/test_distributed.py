@@ -99,3 +99,21 @@ def test_torchrun_two_processes_train_one_run(tmp_path):
     assert list((logdir / "replay").glob("*.npz")) and list((logdir / "replay-rank1").glob("*.npz"))
     episodes = [json.loads(line) for line in (logdir / "episodes.jsonl").read_text().splitlines()]
     assert episodes and payload["progress"]["episodes"] == len(episodes)
+
+
+def test_torchrun_two_processes_train_a_2024_run(tmp_path):
+    """The 2024 learner under DDP: each rank trains from its own replay (with its stored latents)
+    once that holds batch_size x batch_length windows; the ratio counts both ranks' steps from then."""
+    from tests.test_v2024_agent import args_2024
+
+    logdir = tmp_path / "run"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={WORLD}",
+           "-m", "dreamer", *args_2024(logdir, 240)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    records = [json.loads(line) for line in (logdir / "metrics.jsonl").read_text().splitlines()]
+    # each rank's replay holds 4 x 16 windows of 17 steps after 80 of its steps: global step 160
+    assert records[-1]["perf/updates"] == TrainRatio(32, WORLD * 4 * 16).total_after(240 - 160) == 20
+    _, payload = load_latest(logdir / "checkpoints")
+    assert [sum(r["replay_written"]) for r in payload["ranks"]] == [120, 120]
+    assert (logdir / "replay" / "latents.npz").is_file() and (logdir / "replay-rank1" / "latents.npz").is_file()
