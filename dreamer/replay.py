@@ -75,9 +75,11 @@ class Replay:
 
     def __init__(self, cfg: ReplayConfig, obs_space: gym.spaces.Dict, act_space: gym.spaces.Space,
                  envs: int, directory: Path | None = None, seed: int = 0,
-                 stored: dict[str, tuple[tuple, np.dtype]] | None = None, context: int = 0, online: bool = False):
+                 stored: dict[str, tuple[tuple, np.dtype]] | None = None, context: int = 0, online: bool = False,
+                 steps: int | None = None):
+        """`steps`, when given, is the most steps a run will add: the rings hold no more than that."""
         self.cfg, self.envs = cfg, envs
-        self.per_env = cfg.capacity // envs
+        self.per_env = min(cfg.capacity, steps or cfg.capacity) // envs
         self.stored = dict(stored or {})
         self.keys = {**step_spaces(obs_space, act_space), **self.stored}
         self.window = cfg.batch_length + context
@@ -85,6 +87,7 @@ class Replay:
         self.queue: deque[tuple[int, int]] = deque()  # (env, first step) of windows not trained on yet
         self.pending: deque[np.ndarray] = deque()  # (B, 2) [env, first step] of batches awaiting write-back
         self.step_bytes = sum(int(np.prod(shape)) * dtype.itemsize for shape, dtype in self.keys.values())
+        self.check_fits(self.per_env * envs)  # before the rings are reserved
         if cfg.storage == "disk":
             if directory is None:
                 raise ConfigError("replay.storage=disk needs a replay directory; accepted: storage=memory")

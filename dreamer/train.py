@@ -122,8 +122,7 @@ class Trainer:
             replay_dir = replay_dir.with_name(f"{replay_dir.name}-rank{self.ranks.rank}")
         self.replay = Replay(cfg.replay, obs_space, act_space, cfg.run.envs, replay_dir, seed,
                              stored=self.agent.stored_keys(), context=self.agent.replay_context,
-                             online=self.agent.online_queue)
-        self.replay.check_fits(cfg.run.steps)
+                             online=self.agent.online_queue, steps=cfg.run.steps)
         self.steps_per_iteration = cfg.run.envs * self.ranks.world  # all ranks' policy steps
         batch_steps = cfg.replay.batch_size * cfg.replay.batch_length * self.ranks.world
         self.ratio = TrainRatio(cfg.run.train_ratio, batch_steps)
