@@ -18,11 +18,11 @@ from __future__ import annotations
 import copy
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dreamer import distributed
 from dreamer.behavior import ReturnNorm
+from dreamer.nets.dists import one_hot
 from dreamer.nets.rssm import Latent, stack
 from dreamer.v2024.behavior import imagination_losses, replay_value_loss
 from dreamer.v2024.heads import Actor, MLPHead
@@ -58,8 +58,7 @@ class Learner(nn.Module):
         """(B, T+1) batch with stored latents -> observations of steps 1..T, the actions before
         them (B, T, A) and the stored carry of step 0. A step before an episode start counts as
         the episode's last (7.4)."""
-        start = Latent(batch["deter"][:, 0].float(),
-                       F.one_hot(batch["stoch"][:, 0].long(), self.wm.rssm.classes).float())  # (B, D), (B, S, C)
+        start = Latent(batch["deter"][:, 0].float(), one_hot(batch["stoch"][:, 0].long(), self.wm.rssm.classes))  # (B, D), (B, S, C)
         obs = {k: v[:, 1:] for k, v in batch.items() if k not in ("deter", "stoch")}
         obs["is_last"] = obs["is_last"].bool() | torch.cat(
             [obs["is_first"][:, 1:].bool(), torch.zeros_like(obs["is_first"][:, :1], dtype=torch.bool)], 1)
