@@ -33,7 +33,53 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-class Agent(nn.Module):
+class AgentBase(nn.Module):
+    """What both recipes' agents share: precision, host-to-device transfers, reading metrics and
+    turning model-form actions into env actions. Subclasses set `discrete`, `precision`,
+    `metric_names` and implement `update`."""
+
+    discrete: bool
+    precision: str
+    metric_names: list[str]
+
+    @property
+    def compute_dtype(self) -> torch.dtype:
+        """The dtype of matmuls and convolutions in updates (`run.precision` on this device)."""
+        return precision.compute_dtype(self.precision, self.device)
+
+    def autocast(self):
+        return precision.autocast(self.device, self.compute_dtype)
+
+    def to_tensors(self, data: dict[str, Any]) -> dict[str, Tensor]:
+        """Arrays or tensors -> tensors on the agent's device (through pinned memory for CUDA)."""
+        pin = self.device.type == "cuda"
+        tensors = {k: torch.as_tensor(v) for k, v in data.items()}
+        return {k: (v.pin_memory() if pin and v.device.type == "cpu" else v).to(self.device, non_blocking=True)
+                for k, v in tensors.items()}
+
+    def train(self, batch: dict[str, Any] | bool = True) -> Any:  # type: ignore[override]
+        """One update on a replay batch; returns metrics as floats (a host sync: a training loop
+        uses `update` and reads them later).
+
+        Called with a bool it is `nn.Module.train(mode)`, so `.eval()` keeps working.
+        """
+        if isinstance(batch, bool):
+            return super().train(batch)
+        return self.read_metrics(self.update(batch))
+
+    def update(self, batch: dict[str, Any]) -> Tensor:
+        raise NotImplementedError
+
+    def read_metrics(self, values: Tensor) -> dict[str, float]:
+        """`update`'s tensor -> {name: float}; waits for that update to finish."""
+        return dict(zip(self.metric_names, values.tolist()))
+
+    def env_action(self, action: np.ndarray) -> np.ndarray:
+        """Model-form actions (N, A) on the host -> env actions: indices for discrete, floats for continuous."""
+        return action.argmax(-1) if self.discrete else action
+
+
+class Agent(AgentBase):
     """The P1 agent. What the replay keeps for it: the steps alone (no stored latents, no context
     step before a window, no online queue; see `dreamer.v2024.agent.Agent2024` for the others)."""
 
@@ -101,14 +147,6 @@ class Agent(nn.Module):
         self.replicas = {"world_model": DDP(self.wm, device_ids=ids),
                          "behavior": DDP(self.behavior, device_ids=ids, broadcast_buffers=False)}
 
-    @property
-    def compute_dtype(self) -> torch.dtype:
-        """The dtype of matmuls and convolutions in updates (`run.precision` on this device)."""
-        return precision.compute_dtype(self.precision, self.device)
-
-    def autocast(self):
-        return precision.autocast(self.device, self.compute_dtype)
-
     def frozen_world_model(self) -> WorldModel:
         """The world model without parameter gradients, its weights cast once per update (call inside
         the update's autocast); imagination runs on it. Refreshes the critic's frozen view too."""
@@ -116,25 +154,8 @@ class Agent(nn.Module):
             self.behavior.frozen_critic.refresh()
         return self.frozen_wm.refresh()  # type: ignore[return-value]
 
-    def to_tensors(self, data: dict[str, Any]) -> dict[str, Tensor]:
-        """Arrays or tensors -> tensors on the agent's device (through pinned memory for CUDA)."""
-        pin = self.device.type == "cuda"
-        tensors = {k: torch.as_tensor(v) for k, v in data.items()}
-        return {k: (v.pin_memory() if pin and v.device.type == "cpu" else v).to(self.device, non_blocking=True)
-                for k, v in tensors.items()}
-
-    def train(self, batch: dict[str, Any] | bool = True) -> Any:  # type: ignore[override]
-        """One update of world model, actor and critic on a (B, T) replay batch; returns metrics
-        as floats (a host sync: a training loop uses `update` and reads them later).
-
-        Called with a bool it is `nn.Module.train(mode)`, so `.eval()` keeps working.
-        """
-        if isinstance(batch, bool):
-            return super().train(batch)
-        return self.read_metrics(self.update(batch))
-
     def update(self, batch: dict[str, Any]) -> Tensor:
-        """One update without a host sync; returns its metrics as one device tensor, in the order
+        """One update of world model, actor and critic on a (B, T) batch without a host sync; returns its metrics as one device tensor, in the order
         of `metric_names` (rank means in a data-parallel run)."""
         batch = self.to_tensors(batch)
         post, metrics = self.train_world_model(batch)
@@ -143,10 +164,6 @@ class Agent(nn.Module):
         metrics["train/skipped"] = torch.stack([o.skipped for o in self.optimizers().values()]).max()
         self.metric_names = list(metrics)
         return distributed.mean(torch.stack([metrics[k].detach().float() for k in self.metric_names]))
-
-    def read_metrics(self, values: Tensor) -> dict[str, float]:
-        """`update`'s tensor -> {name: float}; waits for that update to finish."""
-        return dict(zip(self.metric_names, values.tolist()))
 
     def losses(self) -> dict[str, Callable]:
         """The world-model and behavior losses updates call: the modules (or their DDP replicas),
@@ -229,10 +246,6 @@ class Agent(nn.Module):
         if not self.discrete:
             action = action.clamp(-1.0, 1.0)
         return action, latent
-
-    def env_action(self, action: np.ndarray) -> np.ndarray:
-        """Model-form actions (N, A) on the host -> env actions: indices for discrete, floats for continuous."""
-        return action.argmax(-1) if self.discrete else action
 
     def stored_keys(self) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
         return {}

@@ -37,7 +37,6 @@ def _config(args: argparse.Namespace, **extra):
 
 def cmd_sizes(args: argparse.Namespace) -> None:
     """Parameter counts of every size preset of a recipe for an env's shapes (built on the meta device)."""
-    from dreamer.config import sizes
     from dreamer.envs import spaces
     from dreamer.recipes import build_agent
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import copy
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 
 from dreamer.nets.layers import Float32
 

@@ -21,8 +21,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from dreamer import distributed, precision
-from dreamer.agent import MODES, Mode, PolicyState
+from dreamer import distributed
+from dreamer.agent import MODES, AgentBase, Mode, PolicyState
 from dreamer.behavior import ReturnNorm
 from dreamer.config import BehaviorConfig, Config, V2024Config
 from dreamer.nets.rssm import Latent
@@ -61,7 +61,7 @@ def gamma_of(behavior: BehaviorConfig) -> float:
     return 1.0 - 1.0 / behavior.discount_horizon
 
 
-class Agent2024(nn.Module):
+class Agent2024(AgentBase):
     replay_context = 1  # the step before each trained window, whose stored latent starts the carry (7.5)
     online_queue = True  # consecutive non-overlapping windows are trained on first (7.3)
 
@@ -101,26 +101,7 @@ class Agent2024(nn.Module):
         ids = [self.device.index] if self.device.type == "cuda" else None
         self.replica = DDP(self.learner, device_ids=ids, broadcast_buffers=False)
 
-    @property
-    def compute_dtype(self) -> torch.dtype:
-        return precision.compute_dtype(self.precision, self.device)
-
-    def autocast(self):
-        return precision.autocast(self.device, self.compute_dtype)
-
-    def to_tensors(self, data: dict[str, Any]) -> dict[str, Tensor]:
-        pin = self.device.type == "cuda"
-        tensors = {k: torch.as_tensor(v) for k, v in data.items()}
-        return {k: (v.pin_memory() if pin and v.device.type == "cpu" else v).to(self.device, non_blocking=True)
-                for k, v in tensors.items()}
-
     # -- training ---------------------------------------------------------------------------------
-    def train(self, batch: dict[str, Any] | bool = True) -> Any:  # type: ignore[override]
-        """One update, metrics as floats (a host sync); with a bool, `nn.Module.train(mode)`."""
-        if isinstance(batch, bool):
-            return super().train(batch)
-        return self.read_metrics(self.update(batch))
-
     def update(self, batch: dict[str, Any]) -> Tensor:
         """One update on a (B, T+1) batch with stored latents, without a host sync; returns the
         metrics as one device tensor (order: `metric_names`). Its posteriors wait in `take_latents`."""
@@ -130,9 +111,6 @@ class Agent2024(nn.Module):
         self._latents = (post.deter.float(), post.stoch.argmax(-1).to(torch.uint8))  # (B, T, D), (B, T, S)
         self.metric_names = list(metrics)
         return distributed.mean(torch.stack([metrics[k].detach().float() for k in self.metric_names]))
-
-    def read_metrics(self, values: Tensor) -> dict[str, float]:
-        return dict(zip(self.metric_names, values.tolist()))
 
     def take_latents(self) -> dict[str, np.ndarray] | None:
         """The last update's posteriors of steps 1..T as host arrays {deter, stoch}, once."""
@@ -187,7 +165,4 @@ class Agent2024(nn.Module):
         if not self.discrete:
             action = action.clamp(-1.0, 1.0)
         return action, latent
-
-    def env_action(self, action: np.ndarray) -> np.ndarray:
-        return action.argmax(-1) if self.discrete else action
 
