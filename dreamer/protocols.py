@@ -250,8 +250,8 @@ def dmc_summary(suite: str, tasks: dict[str, list[tuple[float, int]]]) -> tuple[
     shared = [task for task in means if task in reference]
     summary = {"mean": float(np.mean(list(means.values()))), "median": float(np.median(list(means.values()))),
                "tasks": len(means), "shared_tasks": len(shared)}
-    lines += ["", f"Over tasks (each task the mean over its seeds; reference: danijar/dreamerv3's published "
-              f"runs, see dreamer/protocols.py):", "",
+    lines += ["", "Over tasks (each task the mean over its seeds; reference: danijar/dreamerv3's published "
+              "runs, see dreamer/protocols.py):", "",
               "| aggregate | ours, all tasks | ours, tasks in the reference | DreamerV3 reference, same tasks |",
               "|---|---:|---:|---:|"]
     for name, fn in (("mean", np.mean), ("median", np.median)):
