@@ -233,3 +233,23 @@ def test_mujoco_gl_defaults_to_egl_unless_set(monkeypatch):
     monkeypatch.setenv("MUJOCO_GL", "osmesa")
     dmc._import_suite()  # already imported here; the user's choice is left alone
     assert os.environ["MUJOCO_GL"] == "osmesa"
+
+
+def test_importing_the_suite_leaves_the_root_logger_as_it_was():
+    """Otherwise every `dreamer` log line is printed twice (once as 'INFO:dreamer:...')."""
+    import logging
+    import sys
+
+    from dreamer.envs import dmc
+
+    for name in [m for m in sys.modules if m.startswith("dm_control")]:
+        del sys.modules[name]  # import it afresh
+    saved = list(logging.root.handlers)  # pytest's; with them a basicConfig would do nothing
+    for handler in saved:
+        logging.root.removeHandler(handler)
+    try:
+        dmc._import_suite()
+        assert logging.root.handlers == []
+    finally:
+        for handler in saved:
+            logging.root.addHandler(handler)

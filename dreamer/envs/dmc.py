@@ -19,6 +19,7 @@ on the CPU without EGL); it must be set before mujoco is imported.
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 import pickle
 import zlib
@@ -60,6 +61,7 @@ def camera_for(domain: str) -> int:
 def _import_suite() -> Any:
     """`dm_control.suite`, or a one-line ConfigError saying what to install."""
     os.environ.setdefault("MUJOCO_GL", DEFAULT_GL_BACKEND)
+    handlers = list(logging.root.handlers)
     try:
         return importlib.import_module("dm_control.suite")
     except ImportError as err:
@@ -69,6 +71,11 @@ def _import_suite() -> Any:
         raise _gl_error(err) from None
     except (AttributeError, OSError, RuntimeError) as err:  # PyOpenGL finding no GL library
         raise _gl_error(err) from None
+    finally:
+        # A module-level `logging.info` in the import configures the root logger with a stderr
+        # handler, which would print every line of the `dreamer` logger a second time.
+        for handler in set(logging.root.handlers) - set(handlers):
+            logging.root.removeHandler(handler)
 
 
 def _gl_error(err: BaseException) -> ConfigError:
