@@ -156,6 +156,7 @@ class EnvConfig:
     sticky: float = between(0, 1)
     noops: int = at_least(0)
     actions: str = one_of("minimal", "all")  # Atari: the game's minimal action set or all 18
+    color: str = one_of("rgb", "gray")  # Atari frames: 3 channels or 1
     timeout: float = above(0)
 
 

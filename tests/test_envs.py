@@ -138,3 +138,15 @@ def test_atari_action_sets():
         sets[suite] = env.action_space.n
         env.close()
     assert sets == {"atari": 18, "atari100k": 6}  # Pong's minimal set has 6 actions
+
+
+def test_atari_under_the_2024_recipe_gives_96x96_gray_frames():
+    pytest.importorskip("ale_py")
+    cfg = load_config([], {"env": "atari:Pong", "recipe": "2024"})
+    env = make_env("atari:Pong", cfg.environment, seed=0)
+    try:
+        obs = env.reset(seed=0)[0]
+        assert env.observation_space["image"].shape == obs["image"].shape == (96, 96, 1)
+        assert env.action_space.n == 18
+    finally:
+        env.close()

@@ -1,7 +1,7 @@
 """`atari:<Game>` and `atari100k:<Game>`: ALE through gymnasium with its Atari preprocessing.
 
 `frameskip=1` in the ALE env and gymnasium's `AtariPreprocessing` (frame skip `repeat`, max-pooled
-frames, `size` x `size` RGB, up to `noops` random no-ops at reset); sticky actions with
+frames, `size` x `size` RGB or grayscale (`color`), up to `noops` random no-ops at reset); sticky actions with
 probability `sticky`; the game's minimal action set or all 18 (`actions`); episodes cut at
 `length` agent steps. P1's `atari` suite as the reference code ran it: sticky 0.25, all 18 actions,
 no no-ops; `atari100k`: no sticky actions, the minimal set, up to 30 no-ops.
@@ -31,10 +31,10 @@ class AtariEnv(Adapter):
             raise ConfigError(f"unknown Atari game {task!r} ({str(err).splitlines()[0]}); accepted: ALE names, {games}") from None
         self.env = gym.wrappers.AtariPreprocessing(
             env, noop_max=cfg.noops, frame_skip=cfg.repeat, screen_size=cfg.size,
-            terminal_on_life_loss=False, grayscale_obs=False,
+            terminal_on_life_loss=False, grayscale_obs=cfg.color == "gray", grayscale_newaxis=True,
         )
         self._seed = seed
-        image = gym.spaces.Box(0, 255, (cfg.size, cfg.size, 3), dtype=np.uint8)
+        image = gym.spaces.Box(0, 255, (cfg.size, cfg.size, 1 if cfg.color == "gray" else 3), dtype=np.uint8)
         self._init_spaces({"image": image}, gym.spaces.Discrete(int(self.env.action_space.n)))
 
     def __getstate__(self) -> dict:
