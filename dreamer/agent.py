@@ -253,7 +253,7 @@ class Agent(AgentBase):
     def stored_step(self, state: PolicyState | None) -> dict[str, np.ndarray]:
         return {}
 
-    def take_latents(self) -> dict[str, np.ndarray] | None:
+    def take_latents(self) -> dict[str, Tensor] | None:
         return None
 
 

@@ -341,6 +341,10 @@ RECIPE_SECTIONS = {
 PLACEHOLDER_SIZE = {"2023": "xs", "2024": "size1m"}  # fills a recipe's sections while the other is in use
 
 
+def other_recipe(recipe: str) -> str:
+    return "2024" if recipe == "2023" else "2023"
+
+
 def leaf_fields(node: type | None = None, prefix: str = "") -> Iterator[tuple[str, dataclasses.Field]]:
     """(dotted key, field) of every value of the schema, depth first."""
     for f in dataclasses.fields(node or Config):
@@ -458,7 +462,7 @@ def _recipe_layers(recipe: str, suite: str, size: str) -> list[dict]:
 
 def _inactive_layers(recipe: str, suite: str) -> list[dict]:
     """Defaults for the sections of the recipe not in use (they resolve, nothing reads them)."""
-    other = "2024" if recipe == "2023" else "2023"
+    other = other_recipe(recipe)
     layers = [_read_yaml("defaults.yaml"), _read_yaml(f"{suite}.yaml"),
               *_recipe_layers(other, suite, PLACEHOLDER_SIZE[other])]
     keep = RECIPE_SECTIONS[other]
@@ -466,7 +470,7 @@ def _inactive_layers(recipe: str, suite: str) -> list[dict]:
 
 
 def _refuse_other_recipe(user: DictConfig, recipe: str) -> None:
-    other = "2024" if recipe == "2023" else "2023"
+    other = other_recipe(recipe)
     for section in RECIPE_SECTIONS[other]:
         if section in user:
             raise ConfigError(f"config key {section!r} belongs to recipe {other}, but this run uses recipe {recipe}; "
@@ -544,7 +548,7 @@ def validate(cfg: Config) -> None:
         value = _value(cfg, key)
         if not rule.accepts(value):
             raise ConfigError(f"bad value for config key {key!r}: {value!r}; accepted: {rule.describe(str(f.type))}")
-    inactive = RECIPE_SECTIONS["2024" if cfg.recipe == "2023" else "2023"]
+    inactive = RECIPE_SECTIONS[other_recipe(cfg.recipe)]
     for keys, holds, accepted in CROSS_RULES:
         if any(key.split(".")[0] in inactive for key in keys):
             continue  # a rule of the other recipe's sections, which this run does not read
@@ -569,7 +573,7 @@ def _to_config(node: DictConfig) -> Config:
 def to_yaml(cfg: Config) -> str:
     """The resolved config as YAML (saved with every run), without the other recipe's sections."""
     node = OmegaConf.to_container(OmegaConf.structured(cfg))
-    other = "2024" if cfg.recipe == "2023" else "2023"
+    other = other_recipe(cfg.recipe)
     return OmegaConf.to_yaml({k: v for k, v in node.items() if k not in RECIPE_SECTIONS[other]})
 
 

@@ -299,7 +299,7 @@ class Trainer:
         self.record_update(pending)
         for values in latents:  # after the loop: no batch is being sampled while the replay changes
             if values is not None:
-                self.replay.write_back(values)
+                self.replay.write_back({key: value.cpu().numpy() for key, value in values.items()})
         self.timers["train"] += time.perf_counter() - start
         self.timers["updates"] += count
 

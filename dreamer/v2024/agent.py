@@ -79,7 +79,7 @@ class Agent2024(AgentBase):
         self.precision = cfg.run.precision
         self.metric_names: list[str] = []
         self.replica: nn.Module | None = None  # the learner under DDP, after `distribute()`
-        self._latents: tuple[Tensor, Tensor] | None = None
+        self._latents: dict[str, Tensor] | None = None
         self.stored_classes = cfg.v2024.dims.classes
         self.min_replay_windows = cfg.replay.batch_size * cfg.replay.batch_length  # no prefill (7.7)
 
@@ -108,17 +108,15 @@ class Agent2024(AgentBase):
         batch = self.to_tensors(batch)
         with self.autocast():
             post, metrics = self.learner.update(batch, self.replica)
-        self._latents = (post.deter.float(), post.stoch.argmax(-1).to(torch.uint8))  # (B, T, D), (B, T, S)
+        self._latents = {"deter": post.deter.float(), "stoch": post.stoch.argmax(-1).to(torch.uint8)}
         self.metric_names = list(metrics)
         return distributed.mean(torch.stack([metrics[k].detach().float() for k in self.metric_names]))
 
-    def take_latents(self) -> dict[str, np.ndarray] | None:
-        """The last update's posteriors of steps 1..T as host arrays {deter, stoch}, once."""
-        if self._latents is None:
-            return None
-        deter, stoch = self._latents
-        self._latents = None
-        return {"deter": deter.cpu().numpy(), "stoch": stoch.cpu().numpy()}
+    def take_latents(self) -> dict[str, Tensor] | None:
+        """The last update's posteriors of steps 1..T {deter (B, T, D), stoch (B, T, S)}, once,
+        on the device (the caller copies them to the host after its updates, not between them)."""
+        latents, self._latents = self._latents, None
+        return latents
 
     # -- acting -----------------------------------------------------------------------------------
     def stored_keys(self) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
