@@ -1,11 +1,11 @@
 """Replay: a FIFO ring of steps per env, uniform (B, T) windows, chunks on disk, the ratio counter.
 
-Each env writes its own ring of `capacity // envs` steps, so a window never mixes two envs' streams
-but may cross an episode boundary (the step after a reset carries `is_first`). Arrays are allocated
-lazily (`np.empty` pages are only backed once written), so memory follows what is stored; images
-stay uint8 until the learner. When an env's episode ends, or after `chunk` steps of a longer one,
-its unsaved steps are written to disk as one `.npz` (temp file, then rename), and `load` refills the
-rings from those files on resume.
+Each env writes its own ring of `capacity // envs` steps (at most the run's steps), so a window
+never mixes two envs' streams but may cross an episode boundary (the step after a reset carries
+`is_first`). Arrays are allocated lazily (`np.empty` pages are only backed once written), so memory
+follows what is stored; images stay uint8 until the learner. When an env's episode ends, or after
+`chunk` steps of a longer one, its unsaved steps are written to disk as one `.npz` (temp file, then
+rename), and `load` refills the rings from those files on resume.
 
 The 2024 recipe (design-2024.md section 7) adds three things, asked for by its agent:
     stored     per-step values the agent keeps beside the observation (its posterior latents),

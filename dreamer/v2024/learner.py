@@ -58,7 +58,8 @@ class Learner(nn.Module):
         """(B, T+1) batch with stored latents -> observations of steps 1..T, the actions before
         them (B, T, A) and the stored carry of step 0. A step before an episode start counts as
         the episode's last (7.4)."""
-        start = Latent(batch["deter"][:, 0].float(), one_hot(batch["stoch"][:, 0].long(), self.wm.rssm.classes))  # (B, D), (B, S, C)
+        start = Latent(batch["deter"][:, 0].float(),  # (B, D)
+                       one_hot(batch["stoch"][:, 0].long(), self.wm.rssm.classes))  # (B, S, C)
         obs = {k: v[:, 1:] for k, v in batch.items() if k not in ("deter", "stoch")}
         obs["is_last"] = obs["is_last"].bool() | torch.cat(
             [obs["is_first"][:, 1:].bool(), torch.zeros_like(obs["is_first"][:, :1], dtype=torch.bool)], 1)
@@ -104,27 +105,26 @@ class Learner(nn.Module):
         """L of 6.5 (the world-model terms come scaled already)."""
         return losses["world_model"] + losses["policy"] + losses["value"] + self.repval_scale * losses["replay_value"]
 
-    def step(self, total: Tensor) -> Tensor:
+    def step(self, total: Tensor) -> tuple[Tensor, Tensor]:
         """Backward, one LaProp step, then slow <- (1 - rate) slow + rate critic. A non-finite loss
-        or gradient skips the step (see `LaProp`); returns the global gradient norm (before AGC)."""
+        or gradient on any rank skips the step on every rank (see `LaProp`). Returns the global
+        gradient norm (before AGC) and the skip flag (1.0 if skipped), both device tensors."""
         self.optimizer.zero_grad(set_to_none=True)
         total.backward()
         grads = [p.grad for p in self.optimizer.param_groups[0]["params"] if p.grad is not None]
         norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
-        skip = (~(torch.isfinite(norm) & torch.isfinite(total.detach()))).float()
-        self.optimizer.step(skip=distributed.maximum(skip))
+        skip = distributed.maximum((~(torch.isfinite(norm) & torch.isfinite(total.detach()))).float())
+        self.optimizer.step(skip=skip)
         with torch.no_grad():
             for slow, fast in zip(self.slow_critic.parameters(), self.critic.parameters()):
                 slow.lerp_(fast, self.slow_rate * (1.0 - skip))
-        self.skipped = skip
-        return norm
+        return norm, skip
 
     def update(self, batch: dict[str, Tensor], replica: nn.Module | None = None) -> tuple[Latent, dict[str, Tensor]]:
         """One update on a (B, T+1) batch: the posteriors of steps 1..T and the metrics. `replica`
         is this learner wrapped for data parallelism (its gradients averaged over the ranks)."""
         losses, post, metrics = (replica or self)(batch)
         total = self.total(losses)
-        metrics["grad_norm/all"] = self.step(total)
+        metrics["grad_norm/all"], metrics["train/skipped"] = self.step(total)
         metrics["loss/total"] = total.detach()
-        metrics["train/skipped"] = self.skipped
         return post, metrics
