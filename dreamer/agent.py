@@ -155,8 +155,9 @@ class Agent(AgentBase):
         return self.frozen_wm.refresh()  # type: ignore[return-value]
 
     def update(self, batch: dict[str, Any]) -> Tensor:
-        """One update of world model, actor and critic on a (B, T) batch without a host sync; returns its metrics as one device tensor, in the order
-        of `metric_names` (rank means in a data-parallel run)."""
+        """One update of world model, actor and critic on a (B, T) batch without a host sync;
+        returns its metrics as one device tensor, in the order of `metric_names` (rank means in a
+        data-parallel run)."""
         batch = self.to_tensors(batch)
         post, metrics = self.train_world_model(batch)
         metrics.update(self.train_behavior(post, batch))

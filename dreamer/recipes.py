@@ -2,8 +2,10 @@
 2024 = v2 / Nature (`dreamer.v2024`). Both share the loop, replay, logging, checkpoints and DDP.
 
 What differs for the loop is asked of the agent, not of the recipe name:
-    `stored_keys()`     extra per-step values the replay keeps (the 2024 latents; none for P1)
-    `context`           steps before the trained window each replay batch carries (0 or 1)
+    `stored_keys()`        extra per-step values the replay keeps (the 2024 latents; none for P1)
+    `replay_context`       steps before the trained window each replay batch carries (0 or 1)
+    `online_queue`         whether fresh non-overlapping windows are trained on first
+    `min_replay_windows`   replay windows needed before the first update
 """
 
 from __future__ import annotations
