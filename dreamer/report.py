@@ -153,23 +153,54 @@ def save_png(fig, path: Path) -> None:
     atomic_write(path, lambda f: f.write(buffer.getvalue()))
 
 
+CONFIDENCE = 0.95  # of the bands around the mean over seeds
+
+
+def mean_and_band(curves: np.ndarray, confidence: float = CONFIDENCE) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(seeds, points) -> the mean over seeds and its Student-t confidence interval at each point
+    (mean +- t * std / sqrt(n), with n the seeds that have a value there); the band is the mean
+    itself where fewer than two seeds have one."""
+    from scipy.stats import t as student_t
+
+    count = np.sum(np.isfinite(curves), 0)
+    with warnings.catch_warnings():  # points before any episode ended are NaN for every seed
+        warnings.simplefilter("ignore", RuntimeWarning)
+        mean = np.nanmean(curves, 0)
+        std = np.nanstd(curves, 0, ddof=1)
+    quantile = student_t.ppf(0.5 + confidence / 2, np.maximum(count - 1, 1))
+    half = np.where(count >= 2, quantile * std / np.sqrt(np.maximum(count, 1)), 0.0)
+    return mean, mean - half, mean + half
+
+
+def random_level(runs: list[dict]) -> float | None:
+    """Mean return of the episodes played with random actions (ended within a run's prefill), over
+    all runs; None where no episode did (a run without prefill, e.g. the 2024 recipe)."""
+    returns = [ep["return"] for run in runs for ep in run["_episodes"] if ep["step"] <= run.get("prefill", 0)]
+    return float(np.mean(returns)) if returns else None
+
+
+def _score_label(runs: list[dict], window: int) -> str:
+    crafter = any(success_rates(run["_episodes"]) for run in runs)
+    return "Crafter score (%)" if crafter else f"episode return (mean of the last {window})"
+
+
 def _plot_curves(plt, runs: list[dict], sizes: list[str], ratios: list[float], grid: np.ndarray, window: int):
     fig, axes = plt.subplots(1, len(ratios), figsize=(4 * len(ratios), 3.2), squeeze=False, sharey=True)
+    chance = random_level(runs)
     for ax, ratio in zip(axes[0], ratios):
         for size in sizes:
             group = [r for r in runs if r["size"] == size and r["train_ratio"] == ratio]
             if not group:
                 continue
-            curves = np.array([score_curve(r, grid, window) for r in group])
-            with warnings.catch_warnings():  # bins before any episode ended are NaN for every seed
-                warnings.simplefilter("ignore", RuntimeWarning)
-                mean, low, high = np.nanmean(curves, 0), np.nanmin(curves, 0), np.nanmax(curves, 0)
-            ax.plot(grid, mean, label=size)
+            mean, low, high = mean_and_band(np.array([score_curve(r, grid, window) for r in group]))
+            ax.plot(grid, mean, label=f"{size} ({len(group)} seed{'s' if len(group) > 1 else ''})")
             ax.fill_between(grid, low, high, alpha=0.2)
+        if chance is not None:
+            ax.axhline(chance, color="gray", linestyle="--", linewidth=1, label="random actions")
         ax.set_title(f"train ratio {ratio:g}")
-        ax.set_xlabel("env steps")
-    axes[0, 0].set_ylabel("score")
-    axes[0, 0].legend()
+        ax.set_xlabel("env steps (policy steps, all envs)")
+    axes[0, 0].set_ylabel(_score_label(runs, window))
+    axes[0, 0].legend(title=f"mean, {CONFIDENCE:.0%} CI over seeds", fontsize=7, title_fontsize=7)
     return fig
 
 
@@ -201,9 +232,12 @@ def _plot_flops(plt, runs: list[dict], grid: np.ndarray, window: int):
         points.sort()
         frontier = np.maximum.accumulate([s for _, s in points])
         ax.plot([f for f, _ in points], frontier, color="black", lw=2, label="frontier")
+    chance = random_level(runs)
+    if chance is not None:
+        ax.axhline(chance, color="gray", linestyle="--", linewidth=1, label="random actions")
     ax.set_xscale("log")
-    ax.set_xlabel("training FLOPs")
-    ax.set_ylabel("score")
+    ax.set_xlabel("training FLOPs (matmuls and convolutions)")
+    ax.set_ylabel(_score_label(runs, window))
     ax.legend(fontsize=6)
     return fig
 

@@ -207,3 +207,19 @@ def test_a_2024_sweep_scales_custom_widths_as_its_presets(tmp_path):
     assert command[command.index("--recipe") + 1] == "2024" and command[command.index("--size") + 1] == "size1m"
     small, preset = count_flops(sweep, "d32"), count_flops(sweep, "size1m")
     assert 0 < small["params"] < preset["params"] and 0 < small["flops_per_update"] < preset["flops_per_update"]
+
+
+def test_report_bands_are_student_t_intervals_and_the_random_level_comes_from_the_prefill():
+    from dreamer.report import mean_and_band, random_level
+
+    curves = np.array([[1.0, np.nan, 2.0], [3.0, np.nan, 2.0], [5.0, 7.0, 2.0]])
+    mean, low, high = mean_and_band(curves)
+    # point 0: mean 3, std 2, n 3: t(0.975, 2) = 4.303, half width 4.303 * 2 / sqrt(3) = 4.969
+    assert mean[0] == pytest.approx(3.0) and high[0] - mean[0] == pytest.approx(4.3027 * 2 / 3 ** 0.5, rel=1e-4)
+    assert low[1] == high[1] == mean[1] == 7.0  # one seed: no band
+    assert low[2] == high[2] == 2.0  # no spread
+    runs = [{"prefill": 100, "_episodes": [{"step": 50, "return": 10.0}, {"step": 100, "return": 20.0},
+                                           {"step": 150, "return": 500.0}]},
+            {"prefill": 0, "_episodes": [{"step": 10, "return": 99.0}]}]
+    assert random_level(runs) == 15.0
+    assert random_level(runs[1:]) is None
