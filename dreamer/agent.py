@@ -34,13 +34,53 @@ def resolve_device(name: str) -> torch.device:
 
 
 class AgentBase(nn.Module):
-    """What both recipes' agents share: precision, host-to-device transfers, reading metrics and
-    turning model-form actions into env actions. Subclasses set `discrete`, `precision`,
-    `metric_names` and implement `update`."""
+    """What both recipes' agents share: precision, host-to-device transfers, reading metrics,
+    acting for N envs and turning model-form actions into env actions. Subclasses set `discrete`,
+    `precision`, `metric_names` and implement `update`, `initial_policy_state` and `policy_step`.
+
+    What the replay keeps for an agent, by default the steps alone: no values stored beside them,
+    no context step before a window, no online queue, training from the first window (after the
+    prefill). The 2024 agent overrides these (`dreamer.v2024.agent.Agent2024`)."""
 
     discrete: bool
     precision: str
     metric_names: list[str]
+    replay_context = 0
+    online_queue = False
+    min_replay_windows = 1
+
+    def stored_keys(self) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+        return {}
+
+    def stored_step(self, state: PolicyState | None) -> dict[str, np.ndarray]:
+        return {}
+
+    def take_latents(self) -> dict[str, Tensor] | None:
+        return None
+
+    def initial_policy_state(self, envs: int) -> PolicyState:
+        raise NotImplementedError
+
+    def policy_step(self, mode: Mode) -> Callable[[dict[str, Tensor], Latent, Tensor], tuple[Tensor, Latent]]:
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def policy(
+        self, obs: dict[str, Any], state: PolicyState | None = None, mode: Mode = "train"
+    ) -> tuple[Tensor, PolicyState]:
+        """Act for a batch of N envs. obs: arrays (N, ...) with `is_first`; returns the action in
+        model form (one-hot (N, A) for discrete, (N, A) in [-1, 1] for continuous) and the state."""
+        if mode not in MODES:
+            raise ValueError(f"unknown policy mode {mode!r}; accepted: {', '.join(MODES)}")
+        encoder = self.wm.encoder
+        obs = self.to_tensors({k: obs[k] for k in (*encoder.image_keys, *encoder.vector_keys, "is_first")})
+        if state is None:
+            state = self.initial_policy_state(obs["is_first"].shape[0])
+        step = self.policy_step(mode)
+        action, latent = step(obs, *state)
+        if isinstance(step, compiler.Compiled):  # kept across calls: out of the CUDA graph's pool
+            action, latent = action.clone(), latent.map(torch.clone)
+        return action, (latent, action)
 
     @property
     def compute_dtype(self) -> torch.dtype:
@@ -82,11 +122,6 @@ class AgentBase(nn.Module):
 class Agent(AgentBase):
     """The P1 agent. What the replay keeps for it: the steps alone (no stored latents, no context
     step before a window, no online queue; see `dreamer.v2024.agent.Agent2024` for the others)."""
-
-    replay_context = 0
-    online_queue = False
-    stored_classes = 0
-    min_replay_windows = 1  # training starts after the prefill, which holds a window per env
 
     def __init__(self, cfg: Config, obs_space: gym.spaces.Dict, act_space: gym.spaces.Space):
         super().__init__()
@@ -209,25 +244,9 @@ class Agent(AgentBase):
         self.behavior.update_slow_critic(critic.skipped)
         return metrics
 
-    @torch.no_grad()
-    def policy(
-        self, obs: dict[str, Any], state: PolicyState | None = None, mode: Mode = "train"
-    ) -> tuple[Tensor, PolicyState]:
-        """Act for a batch of N envs. obs: arrays (N, ...) with `is_first`; returns the action in
-        model form (one-hot (N, A) for discrete, (N, A) in [-1, 1] for continuous) and the state."""
-        if mode not in MODES:
-            raise ValueError(f"unknown policy mode {mode!r}; accepted: {', '.join(MODES)}")
-        needed = (*self.wm.encoder.image_keys, *self.wm.encoder.vector_keys, "is_first")
-        obs = self.to_tensors({k: obs[k] for k in needed})
-        if state is None:
-            envs = obs["is_first"].shape[0]
-            initial = self.wm.rssm.initial_state(envs).map(torch.Tensor.contiguous)  # strides of every later state
-            state = (initial, torch.zeros(envs, self.wm.rssm.action_dim, device=self.device))
-        step = self.policy_step(mode)
-        action, latent = step(obs, *state)
-        if isinstance(step, compiler.Compiled):  # kept across calls: out of the CUDA graph's pool
-            action, latent = action.clone(), latent.map(torch.clone)
-        return action, (latent, action)
+    def initial_policy_state(self, envs: int) -> PolicyState:
+        initial = self.wm.rssm.initial_state(envs).map(torch.Tensor.contiguous)  # strides of every later state
+        return initial, torch.zeros(envs, self.wm.rssm.action_dim, device=self.device)
 
     def policy_step(self, mode: Mode) -> Callable[[dict[str, Tensor], Latent, Tensor], tuple[Tensor, Latent]]:
         """`act` for one mode, compiled where `run.compile` says so (built on first use)."""
@@ -247,15 +266,6 @@ class Agent(AgentBase):
         if not self.discrete:
             action = action.clamp(-1.0, 1.0)
         return action, latent
-
-    def stored_keys(self) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
-        return {}
-
-    def stored_step(self, state: PolicyState | None) -> dict[str, np.ndarray]:
-        return {}
-
-    def take_latents(self) -> dict[str, Tensor] | None:
-        return None
 
 
 class AgentPolicy:

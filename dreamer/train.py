@@ -282,8 +282,9 @@ class Trainer:
         is under way, so no update waits for the host."""
         if self.progress.step <= self.cfg.run.prefill:
             return  # the ratio counts policy steps after the prefill
-        if self.replay.items() < self.agent.min_replay_windows:
+        if not self.ratio.steps and self.replay.items() < self.agent.min_replay_windows:
             return  # and, for the 2024 recipe, once the replay holds batch_size x batch_length windows
+            # (checked until the ratio starts counting: the replay's windows never become fewer)
         count = self.ratio(self.steps_per_iteration)
         if count == 0:
             return

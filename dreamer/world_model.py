@@ -35,6 +35,20 @@ def split_keys(obs_space: gym.spaces.Dict) -> tuple[list[str], list[str]]:
     return images, vectors
 
 
+def previous_actions(action: Tensor) -> Tensor:
+    """(B, T, A) actions, `action[:, t]` taken after observing step t -> the action before each
+    step (zeros at t = 0, where a window starts)."""
+    return torch.cat([torch.zeros_like(action[:, :1]), action[:, :-1]], 1)
+
+
+def encode_window(encoder: nn.Module, data: dict[str, Tensor], steps: int) -> tuple[Tensor, Tensor]:
+    """The first `steps` steps of (K, L) windows -> their encodings (K, steps, E) and the actions
+    before them (K, steps, A)."""
+    count = data["is_first"].shape[0]
+    tokens = encoder({k: v[:, :steps].flatten(0, 1) for k, v in data.items()}).unflatten(0, (count, steps))
+    return tokens, previous_actions(data["action"][:, :steps])
+
+
 def action_dim(act_space: gym.spaces.Space) -> int:
     if isinstance(act_space, gym.spaces.Discrete):
         return int(act_space.n)
@@ -173,10 +187,7 @@ class WorldModel(nn.Module):
     def observe_window(self, data: dict[str, Tensor], steps: int) -> Latent:
         """Posteriors (K, steps, ...) of the first `steps` steps of (K, L) windows that start an
         episode (for open-loop predictions)."""
-        count = data["is_first"].shape[0]
-        embed = self.encoder({k: v[:, :steps].flatten(0, 1) for k, v in data.items()}).unflatten(0, (count, steps))
-        action = data["action"][:, :steps]
-        prev_action = torch.cat([torch.zeros_like(action[:, :1]), action[:, :-1]], 1)
+        embed, prev_action = encode_window(self.encoder, data, steps)
         return self.rssm.observe(embed, prev_action, data["is_first"][:, :steps])[0]
 
     def predict(self, states: Latent) -> dict[str, Tensor]:
@@ -202,8 +213,7 @@ class WorldModel(nn.Module):
         B, T = batch["is_first"].shape
         flat = {k: v.flatten(0, 1) for k, v in batch.items()}  # (B*T, ...)
         embed = self.encoder(flat).unflatten(0, (B, T))  # (B, T, E)
-        action = batch["action"]
-        prev_action = torch.cat([torch.zeros_like(action[:, :1]), action[:, :-1]], 1)  # (B, T, A)
+        prev_action = previous_actions(batch["action"])  # (B, T, A)
         post, post_logits, prior_logits = self.rssm.observe(embed, prev_action, batch["is_first"])
 
         feat = post.feat().flatten(0, 1)  # (B*T, F)

@@ -5,6 +5,7 @@ import torch
 
 from dreamer.nets.dists import bernoulli_nll
 from dreamer.v2024.world_model import WorldModel
+from dreamer.world_model import previous_actions
 from tests.conftest import act_space, obs_space, random_batch
 
 GAMMA = 1 - 1 / 333
@@ -12,9 +13,7 @@ GAMMA = 1 - 1 / 333
 
 def _loss(wm: WorldModel, batch: dict):
     """The loss of a window that starts from the zero carry, with no action before it."""
-    action = batch["action"]
-    prev_action = torch.cat([torch.zeros_like(action[:, :1]), action[:, :-1]], 1)
-    return wm.loss(batch, prev_action, wm.rssm.initial_state(action.shape[0]))
+    return wm.loss(batch, previous_actions(batch["action"]), wm.rssm.initial_state(batch["action"].shape[0]))
 
 
 def _model(obs, act) -> WorldModel:

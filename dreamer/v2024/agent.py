@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from dreamer import distributed
-from dreamer.agent import MODES, AgentBase, Mode, PolicyState
+from dreamer.agent import AgentBase, Mode, PolicyState
 from dreamer.behavior import ReturnNorm
 from dreamer.config import BehaviorConfig, Config, V2024Config
 from dreamer.nets.rssm import Latent
@@ -80,8 +80,12 @@ class Agent2024(AgentBase):
         self.metric_names: list[str] = []
         self.replica: nn.Module | None = None  # the learner under DDP, after `distribute()`
         self._latents: dict[str, Tensor] | None = None
-        self.stored_classes = cfg.v2024.dims.classes
         self.min_replay_windows = cfg.replay.batch_size * cfg.replay.batch_length  # no prefill (7.7)
+
+    @property
+    def stored_classes(self) -> int:
+        """Classes of the stored latent indices (for random stand-in batches)."""
+        return self.wm.rssm.classes
 
     @property
     def device(self) -> torch.device:
@@ -126,24 +130,13 @@ class Agent2024(AgentBase):
     def stored_step(self, state: PolicyState) -> dict[str, np.ndarray]:
         """The policy's posterior after the step it just observed, as the replay stores it."""
         latent, _ = state
-        return {"deter": latent.deter.float().cpu().numpy(),
-                "stoch": latent.stoch.argmax(-1).to(torch.uint8).cpu().numpy()}
+        host = torch.cat([latent.deter.float(), latent.stoch.argmax(-1).float()], -1).cpu().numpy()  # one copy
+        deter = self.wm.rssm.deter
+        return {"deter": host[:, :deter], "stoch": host[:, deter:].astype(np.uint8)}
 
-    @torch.no_grad()
-    def policy(self, obs: dict[str, Any], state: PolicyState | None = None, mode: Mode = "train"
-               ) -> tuple[Tensor, PolicyState]:
-        """Act for N envs from the posterior; `train` and `eval` sample (the reference's policy
-        always samples, design-2024.md 9.7), `greedy` takes the mode."""
-        if mode not in MODES:
-            raise ValueError(f"unknown policy mode {mode!r}; accepted: {', '.join(MODES)}")
-        needed = (*self.wm.encoder.image_keys, *self.wm.encoder.vector_keys, "is_first")
-        obs = self.to_tensors({k: obs[k] for k in needed})
-        if state is None:
-            envs = obs["is_first"].shape[0]
-            state = (self.wm.rssm.initial_state(envs, self.device),
-                     torch.zeros(envs, action_dim(self.act_space), device=self.device))
-        action, latent = self.act(obs, *state, mode=mode)
-        return action, (latent, action)
+    def initial_policy_state(self, envs: int) -> PolicyState:
+        return (self.wm.rssm.initial_state(envs, self.device),
+                torch.zeros(envs, action_dim(self.act_space), device=self.device))
 
     def eager(self) -> AbstractContextManager:
         """Updates inside the block run uncompiled: the 2024 update is not compiled yet."""
@@ -153,6 +146,8 @@ class Agent2024(AgentBase):
         return partial(self.act, mode=mode)
 
     def act(self, obs: dict[str, Tensor], latent: Latent, prev_action: Tensor, mode: Mode) -> tuple[Tensor, Latent]:
+        """One policy step from the posterior; `train` and `eval` sample (the reference's policy
+        always samples, design-2024.md 9.7), `greedy` takes the mode."""
         with self.autocast():
             tokens = self.wm.encoder(obs)
             latent, _ = self.wm.rssm.obs_step(latent, prev_action, tokens, obs["is_first"])

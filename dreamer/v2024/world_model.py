@@ -22,7 +22,7 @@ from dreamer.v2024.heads import MLPHead
 from dreamer.v2024.returns import soft_continue_target
 from dreamer.v2024.rssm import RSSM
 from dreamer.v2024.twohot import RawTwoHot
-from dreamer.world_model import action_dim, kl_loss
+from dreamer.world_model import action_dim, encode_window, kl_loss
 
 
 class WorldModel(nn.Module):
@@ -55,12 +55,9 @@ class WorldModel(nn.Module):
     def observe_window(self, data: dict[str, Tensor], steps: int) -> Latent:
         """Posteriors (K, steps, ...) of the first `steps` steps of (K, L) windows that start an
         episode (for open-loop predictions)."""
-        count = data["is_first"].shape[0]
-        tokens = self.encoder({k: v[:, :steps].flatten(0, 1) for k, v in data.items()}).unflatten(0, (count, steps))
-        action = data["action"][:, :steps]
-        prev_action = torch.cat([torch.zeros_like(action[:, :1]), action[:, :-1]], 1)
-        return self.observe(tokens, prev_action, data["is_first"][:, :steps],
-                            self.rssm.initial_state(count, tokens.device))[0]
+        tokens, prev_action = encode_window(self.encoder, data, steps)
+        start = self.rssm.initial_state(tokens.shape[0], tokens.device)
+        return self.observe(tokens, prev_action, data["is_first"][:, :steps], start)[0]
 
     def predict(self, states: Latent) -> dict[str, Tensor]:
         """Decoded observations (images in [0, 1], vectors in symlog space), the reward's mean and
