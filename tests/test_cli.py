@@ -100,13 +100,13 @@ def test_every_bounded_field_refuses_a_value_beyond_its_bound():
                         {"env": "crafter", "recipe": recipe, "size": SMALLEST[recipe]})
 
 
-@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(key=st.sampled_from(NUMERIC), word=st.from_regex(r"[a-z]{1,8}", fullmatch=True))
 def test_any_numeric_key_given_a_word_is_one_line_naming_it(key, word, capsys):
     assert word in _one_line_naming(["--set", f"{key}={word}"], key, capsys)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(key=st.sampled_from(BOUNDED), distance=st.sampled_from([0.5, 1, 7, 1e6]), side=st.sampled_from(["low", "high"]))
 def test_values_outside_a_fields_bounds_are_one_line_naming_key_and_value(key, distance, side, capsys):
     rule, kind = FIELDS[key].metadata["rule"], FIELDS[key].type
