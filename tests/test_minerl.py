@@ -11,10 +11,15 @@ import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
+import torch
+
+from dreamer.bench import agent_batch
 from dreamer.config import ConfigError, load_config
 from dreamer.envs import make_env
 from dreamer.envs import minerl_env
 from dreamer.envs.minerl_env import ACTIONS, EQUIPPED, ITEMS, VECTOR_SIZE, minerl_action
+from dreamer.recipes import build_agent
+from tests.conftest import TINY, TINY_2024
 
 OBTAIN_DIAMOND_ITEMS = (  # MineRLObtainDiamond's flat inventory, plus diamond
     "coal", "cobblestone", "crafting_table", "dirt", "furnace", "iron_axe", "iron_ingot", "iron_ore",
@@ -325,3 +330,29 @@ def test_missing_minerl_says_how_to_install():
     assert "\n" not in message
     assert "needs the 'minerl' package" in message and "pip install 'dreamer-rl[minerl]'" in message
     assert "Java 8" in message and "docker/Dockerfile.minerl" in message
+
+
+@pytest.mark.parametrize("overrides", [TINY, TINY_2024], ids=["2023", "2024"])
+def test_both_recipes_act_and_update_on_minerl_observations(factory, overrides):
+    """Images, the inventory vector and the log_inventory_* scalars all reach the world model of
+    either recipe: two updates move every encoder weight, the decoder and the actor, and a policy
+    step gives valid actions. (Zero-initialised output layers and free bits hold some other
+    weights still in the first updates.)"""
+    env, _ = adapter(factory)
+    cfg = load_config([*overrides, "run.precision=fp32"], {"env": "minerl:diamond", "device": "cpu"})
+    agent = build_agent(cfg, env.observation_space, env.action_space)
+    batch = agent_batch(agent, env.observation_space, env.action_space, 2, 8)
+    before = {name: p.detach().clone() for name, p in agent.named_parameters()}
+    for _ in range(2):  # the 2024 recipe's first step has learning rate 0
+        metrics = agent.train(batch)
+    assert metrics and all(np.isfinite(v) for v in metrics.values()), metrics
+    params = dict(agent.named_parameters())
+    encoder = [name for name in before if name.startswith("wm.encoder.")]
+    assert encoder and all(not torch.equal(before[name], params[name]) for name in encoder)
+    moved = {part for name in before if not torch.equal(before[name], params[name]) for part in name.split(".")}
+    assert {"decoder", "actor"} <= moved, moved
+    obs = {key: value[:, 0] for key, value in batch.items() if key in env.observation_space.spaces}
+    with torch.no_grad():
+        action, _ = agent.policy(obs)
+    indices = agent.env_action(action.cpu().numpy())
+    assert indices.shape == (2,) and all(env.action_space.contains(int(i)) for i in indices)
