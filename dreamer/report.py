@@ -79,7 +79,9 @@ def flops_at(run: dict, steps: np.ndarray) -> np.ndarray:
 def intrinsic_performance(runs: list[dict], grid: np.ndarray, window: int, levels: int | list[float] = 20) -> dict:
     """Compute-optimal size per score level (Hilton et al. 2023).
 
-    Each (size, ratio) gets its seed-mean score curve against training FLOPs. For each score level,
+    Each (size, ratio) gets its seed-mean score curve against training FLOPs. `levels` evenly spaced
+    score levels run from the random-action level (from the runs' prefill episodes; from the lowest
+    score where there are none) to the best score, the random level itself excluded. For each level,
     C*(level) is the least FLOPs at which any of them first reaches the level and N*(level) the
     parameter count of that size. A least-squares line through (log C*, log N*) gives the power law
     N* = a C*^b; the exponent's uncertainty is the standard error of that slope.
@@ -97,7 +99,11 @@ def intrinsic_performance(runs: list[dict], grid: np.ndarray, window: int, level
     if finite.size == 0:
         return result
     if isinstance(levels, int):
-        levels = list(np.linspace(finite.min(), finite.max(), levels))
+        chance = random_level(runs)
+        if chance is None:
+            levels = list(np.linspace(finite.min(), finite.max(), levels))
+        else:  # only levels above random play: those below it take no training to reach
+            levels = [level for level in np.linspace(chance, finite.max(), levels + 1)[1:] if level > chance]
     for level in levels:
         best = None
         for params, flops, scores in curves:
@@ -187,20 +193,27 @@ def _score_label(runs: list[dict], window: int) -> str:
 def _plot_curves(plt, runs: list[dict], sizes: list[str], ratios: list[float], grid: np.ndarray, window: int):
     fig, axes = plt.subplots(1, len(ratios), figsize=(4 * len(ratios), 3.2), squeeze=False, sharey=True)
     chance = random_level(runs)
+    seen = [] if chance is None else [chance]  # every run's score and the random level: the y range
     for ax, ratio in zip(axes[0], ratios):
         for size in sizes:
             group = [r for r in runs if r["size"] == size and r["train_ratio"] == ratio]
             if not group:
                 continue
-            mean, low, high = mean_and_band(np.array([score_curve(r, grid, window) for r in group]))
+            curves = np.array([score_curve(r, grid, window) for r in group])
+            seen += list(curves[np.isfinite(curves)])
+            mean, low, high = mean_and_band(curves)
             ax.plot(grid, mean, label=f"{size} ({len(group)} seed{'s' if len(group) > 1 else ''})")
             ax.fill_between(grid, low, high, alpha=0.2)
         if chance is not None:
             ax.axhline(chance, color="gray", linestyle="--", linewidth=1, label="random actions")
         ax.set_title(f"train ratio {ratio:g}")
         ax.set_xlabel("env steps (policy steps, all envs)")
+    if seen:  # with two seeds the t interval is 12.7 standard errors wide: clip it to what the runs did
+        pad = 0.05 * (max(seen) - min(seen)) or 1.0
+        axes[0, 0].set_ylim(min(seen) - pad, max(seen) + pad)
     axes[0, 0].set_ylabel(_score_label(runs, window))
-    axes[0, 0].legend(title=f"mean, {CONFIDENCE:.0%} CI over seeds", fontsize=7, title_fontsize=7)
+    axes[0, 0].legend(title=f"mean, {CONFIDENCE:.0%} CI over seeds (clipped to the runs' range)", fontsize=7,
+                      title_fontsize=7)
     return fig
 
 
@@ -268,7 +281,7 @@ def write_plots(runs: list[dict], out: Path, window: int) -> dict:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    sizes = list(dict.fromkeys(run["size"] for run in runs))
+    sizes = list(dict.fromkeys(run["size"] for run in sorted(runs, key=lambda run: run["params"])))
     ratios = sorted({run["train_ratio"] for run in runs})
     last = max(run["policy_steps"] for run in runs)
     grid = np.linspace(last / 20, last, 20)  # 20 evaluation points along the runs

@@ -144,6 +144,23 @@ def test_intrinsic_performance_recovers_a_known_power_law():
     assert fit["exponent_se"] == pytest.approx(0.0, abs=1e-9)
 
 
+def test_intrinsic_performance_levels_start_above_random_play():
+    """Levels at or below the prefill's random return need no training: the 20 levels run from above
+    it to the best score, so a run's untrained first episodes cannot set the compute-optimal size."""
+    from dreamer.report import intrinsic_performance
+
+    def run(params, episodes):
+        return {"size": str(params), "train_ratio": 1.0, "params": params, "policy_steps": 1000, "prefill": 100,
+                "replayed_per_update": 1, "flops_per_update": 1.0, "flops_per_policy_step": 1.0,
+                "_episodes": [{"step": s, "return": r} for s, r in episodes]}
+
+    runs = [run(10, [(50, 5.0), (100, 15.0), (500, 20.0)]),  # random play scores 10 on average
+            run(1000, [(100, 10.0), (900, 30.0)])]
+    fit = intrinsic_performance(runs, np.array([100.0, 500.0, 900.0]), window=1, levels=4)
+    assert fit["levels"] == pytest.approx([15.0, 20.0, 25.0, 30.0])
+    assert fit["params"] == [10, 10, 1000, 1000]  # the small run's 5 at step 50 is not a level
+
+
 def test_ray_backend_on_a_local_instance(tmp_path):
     pytest.importorskip("ray")
     progress = run_sweep(tiny_sweep(tmp_path), printer=lambda text: None, backend="ray", cpus_per_run=1)
