@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from dreamer.report import collect, final_score, mean_and_band, save_png, score_curve
 from dreamer.logging import read_jsonl
+from dreamer.report import collect, final_score, mean_and_band, save_png, score_curve
 
 FAST = ["replay.batch_length=16", "run.envs=1"]
 RECIPES = {
@@ -85,11 +85,14 @@ def table(out: Path) -> str:
         chance = final_score(read_jsonl(out / row.name / "random" / "episodes.jsonl"), window)
         grid = np.linspace(row.steps / 20, row.steps, 20)
         fig, ax = plt.subplots(figsize=(6, 3.6), dpi=100)
+        seen = [chance]  # the y range: what the runs did (a 2-seed t interval is 12.7 standard errors wide)
         for recipe in RECIPES:
             runs = collect(out / row.name / recipe, window)
             if not runs:
                 continue
-            mean, low, high = mean_and_band(np.array([score_curve(r, grid, window) for r in runs]))
+            curves = np.array([score_curve(r, grid, window) for r in runs])
+            seen += list(curves[np.isfinite(curves)])
+            mean, low, high = mean_and_band(curves)
             ax.plot(grid, mean, label=f"recipe {recipe}, {runs[0]['size']} ({len(runs)} seeds)")
             ax.fill_between(grid, low, high, alpha=0.2)
             scores = [r["final_score"] for r in runs]
@@ -98,10 +101,14 @@ def table(out: Path) -> str:
                          f"{minutes:.1f} min | {', '.join(f'{s:.1f}' for s in scores)} | {np.mean(scores):.1f} | "
                          f"{chance:.1f} |")
         ax.axhline(chance, color="gray", linestyle="--", linewidth=1, label="random actions")
+        seen = [value for value in seen if np.isfinite(value)]
+        if seen:
+            pad = 0.05 * (max(seen) - min(seen)) or 1.0
+            ax.set_ylim(min(seen) - pad, max(seen) + pad)
         crafter = row.window == 0
         ax.set_ylabel("Crafter score (%)" if crafter else f"episode return (mean of the last {row.window})")
         ax.set_xlabel("env steps (policy steps)")
-        ax.set_title(f"{row.env}, train ratio {row.ratio}, mean and 95% CI over seeds", fontsize=9)
+        ax.set_title(f"{row.env}, train ratio {row.ratio}: mean and 95% CI over seeds (clipped)", fontsize=9)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
         fig.tight_layout()

@@ -8,7 +8,7 @@
 # 1,024 are random prefill. To learn within hundreds of updates instead of thousands, every run uses
 # the same fast settings: 8 x 8 latents, 16 x 16 batches and learning rates 30x (world model) and
 # 33x (actor, critic) the paper's. At ratios 16, 32 and 64 a run makes 311, 622 and 1,244 updates.
-# Two runs at a time, one thread each; measured here at about 40 minutes for all 18 runs.
+# Two runs at a time, one thread each: 34 minutes for all 18 runs here (BENCHMARKS.md has the results).
 # Re-running the same command skips finished runs and continues the rest.
 set -euo pipefail
 out=${1:-studies/cartpole-cpu}
