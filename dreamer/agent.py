@@ -49,6 +49,11 @@ class AgentBase(nn.Module):
     online_queue = False
     min_replay_windows = 1
 
+    @property
+    def compiled(self) -> bool:
+        """Whether updates and policy steps run through `torch.compile` (`run.compile`)."""
+        return False
+
     def stored_keys(self) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
         return {}
 
@@ -182,6 +187,10 @@ class Agent(AgentBase):
         self.replicas = {"world_model": DDP(self.wm, device_ids=ids),
                          "behavior": DDP(self.behavior, device_ids=ids, broadcast_buffers=False)}
 
+    @property
+    def compiled(self) -> bool:
+        return compiler.enabled(self.compile_setting, self.device)
+
     def frozen_world_model(self) -> WorldModel:
         """The world model without parameter gradients, its weights cast once per update (call inside
         the update's autocast); imagination runs on it. Refreshes the critic's frozen view too."""
@@ -206,7 +215,7 @@ class Agent(AgentBase):
         compiled where `run.compile` says so (built on first use, after `.to()` and `distribute()`)."""
         if not self._losses:
             self._losses = dict(self.replicas)
-            if compiler.enabled(self.compile_setting, self.device):
+            if self.compiled:
                 self._losses = {name: compiler.Compiled(fn, self.device, f"{name} loss")
                                 for name, fn in self.replicas.items()}
         return self._losses
@@ -252,8 +261,7 @@ class Agent(AgentBase):
         """`act` for one mode, compiled where `run.compile` says so (built on first use)."""
         if mode not in self._policy_steps:
             step = partial(self.act, mode=mode)
-            compiled = compiler.enabled(self.compile_setting, self.device)
-            self._policy_steps[mode] = compiler.Compiled(step, self.device, f"{mode} policy step") if compiled else step
+            self._policy_steps[mode] = compiler.Compiled(step, self.device, f"{mode} policy step") if self.compiled else step
         return self._policy_steps[mode]
 
     def act(self, obs: dict[str, Tensor], latent: Latent, prev_action: Tensor, mode: Mode) -> tuple[Tensor, Latent]:

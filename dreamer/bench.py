@@ -16,7 +16,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import torch._inductor.config
 
-from dreamer import compiler, precision
+from dreamer import precision
 from dreamer.agent import Agent
 from dreamer.config import Config
 from dreamer.recipes import build_agent
@@ -207,7 +207,7 @@ def bench(cfg: Config, updates: int, env_steps: int = 500, policy_steps: int = 5
     agent, batch = agent_and_batch(cfg)
     device = agent.device
     obs_space, act_space = agent.obs_space, agent.act_space
-    compiled = compiler.enabled(cfg.run.compile, device)
+    compiled = agent.compiled
     if compiled:  # Inductor's kernels then show in the profiler, for the kernel count
         torch._inductor.config.cpp.enable_kernel_profile = True
     start = time.perf_counter()

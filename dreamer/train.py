@@ -33,7 +33,7 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
-from dreamer import checkpoint, compiler, distributed, precision, render
+from dreamer import checkpoint, distributed, precision, render
 from dreamer.agent import AgentPolicy
 from dreamer.config import Config, identity, to_yaml
 from dreamer.console import Console, log, setup_logging
@@ -164,7 +164,7 @@ class Trainer:
     def describe(self) -> None:
         """The start block: what is trained where, and where to watch it."""
         cfg, counts = self.cfg, self.agent.parameter_counts()
-        compiled = "on" if compiler.enabled(cfg.run.compile, self.device) else "off"
+        compiled = "on" if self.agent.compiled else "off"
         log.info(f"training {cfg.env}, size {cfg.size} ({counts['total']:,} parameters) on {self.device} "
                  f"({self.ranks.world} process{'es' if self.ranks.world > 1 else ''}), precision "
                  f"{precision.name(self.agent.compute_dtype)}, compile {compiled}")
