@@ -2,7 +2,7 @@
 
 Writes `summary.csv` and `summary.md` (one row per run) and PNG plots:
   returns_vs_steps.png   score against env steps, a panel per train ratio, a line per size (mean and
-                         min-max over seeds);
+                         95% t interval over seeds, the random-action level as a line);
   final_heatmap.png      final score as a size x ratio heatmap (mean over seeds);
   returns_vs_flops.png   score against training FLOPs, every run, with the compute-efficient frontier;
   intrinsic_performance.png  for each score level the least compute any size needs to reach it, and
@@ -178,6 +178,15 @@ def mean_and_band(curves: np.ndarray, confidence: float = CONFIDENCE) -> tuple[n
     return mean, mean - half, mean + half
 
 
+def clip_to_runs(ax, values: list[float]) -> None:
+    """The y range of `ax` from what the runs scored (and the random level), not from the bands: with
+    two seeds a 95% t interval is 12.7 standard errors wide and would flatten every curve."""
+    values = [v for v in values if np.isfinite(v)]
+    if values:
+        pad = 0.05 * (max(values) - min(values)) or 1.0
+        ax.set_ylim(min(values) - pad, max(values) + pad)
+
+
 def random_level(runs: list[dict]) -> float | None:
     """Mean return of the episodes played with random actions (ended within a run's prefill), over
     all runs; None where no episode did (a run without prefill, e.g. the 2024 recipe)."""
@@ -193,7 +202,7 @@ def _score_label(runs: list[dict], window: int) -> str:
 def _plot_curves(plt, runs: list[dict], sizes: list[str], ratios: list[float], grid: np.ndarray, window: int):
     fig, axes = plt.subplots(1, len(ratios), figsize=(4 * len(ratios), 3.2), squeeze=False, sharey=True)
     chance = random_level(runs)
-    seen = [] if chance is None else [chance]  # every run's score and the random level: the y range
+    seen = [] if chance is None else [chance]
     for ax, ratio in zip(axes[0], ratios):
         for size in sizes:
             group = [r for r in runs if r["size"] == size and r["train_ratio"] == ratio]
@@ -208,9 +217,7 @@ def _plot_curves(plt, runs: list[dict], sizes: list[str], ratios: list[float], g
             ax.axhline(chance, color="gray", linestyle="--", linewidth=1, label="random actions")
         ax.set_title(f"train ratio {ratio:g}")
         ax.set_xlabel("env steps (policy steps, all envs)")
-    if seen:  # with two seeds the t interval is 12.7 standard errors wide: clip it to what the runs did
-        pad = 0.05 * (max(seen) - min(seen)) or 1.0
-        axes[0, 0].set_ylim(min(seen) - pad, max(seen) + pad)
+    clip_to_runs(axes[0, 0], seen)
     axes[0, 0].set_ylabel(_score_label(runs, window))
     axes[0, 0].legend(title=f"mean, {CONFIDENCE:.0%} CI over seeds (clipped to the runs' range)", fontsize=7,
                       title_fontsize=7)

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from dreamer.logging import read_jsonl
-from dreamer.report import collect, final_score, mean_and_band, save_png, score_curve
+from dreamer.report import clip_to_runs, collect, final_score, mean_and_band, save_png, score_curve
 
 FAST = ["replay.batch_length=16", "run.envs=1"]
 RECIPES = {
@@ -85,7 +85,7 @@ def table(out: Path) -> str:
         chance = final_score(read_jsonl(out / row.name / "random" / "episodes.jsonl"), window)
         grid = np.linspace(row.steps / 20, row.steps, 20)
         fig, ax = plt.subplots(figsize=(6, 3.6), dpi=100)
-        seen = [chance]  # the y range: what the runs did (a 2-seed t interval is 12.7 standard errors wide)
+        seen = [chance]
         for recipe in RECIPES:
             runs = collect(out / row.name / recipe, window)
             if not runs:
@@ -101,10 +101,7 @@ def table(out: Path) -> str:
                          f"{minutes:.1f} min | {', '.join(f'{s:.1f}' for s in scores)} | {np.mean(scores):.1f} | "
                          f"{chance:.1f} |")
         ax.axhline(chance, color="gray", linestyle="--", linewidth=1, label="random actions")
-        seen = [value for value in seen if np.isfinite(value)]
-        if seen:
-            pad = 0.05 * (max(seen) - min(seen)) or 1.0
-            ax.set_ylim(min(seen) - pad, max(seen) + pad)
+        clip_to_runs(ax, seen)
         crafter = row.window == 0
         ax.set_ylabel("Crafter score (%)" if crafter else f"episode return (mean of the last {row.window})")
         ax.set_xlabel("env steps (policy steps)")
