@@ -9,6 +9,8 @@
 # the same fast settings: 8 x 8 latents, 16 x 16 batches and learning rates 30x (world model) and
 # 33x (actor, critic) the paper's. At ratios 16, 32 and 64 a run makes 311, 622 and 1,244 updates.
 # Two runs at a time, one thread each: 34 minutes for all 18 runs here (BENCHMARKS.md has the results).
+# At actor lr 1e-3 five of the six w256 runs collapse to a one-sided policy; with
+# --set optim.actor.lr=3e-4 w256 beats w64 at ratio 64 (BENCHMARKS.md, the follow-up).
 # Re-running the same command skips finished runs and continues the rest.
 set -euo pipefail
 out=${1:-studies/cartpole-cpu}
