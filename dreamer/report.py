@@ -178,6 +178,16 @@ def mean_and_band(curves: np.ndarray, confidence: float = CONFIDENCE) -> tuple[n
     return mean, mean - half, mean + half
 
 
+def plot_seeds(ax, runs: list[dict], grid: np.ndarray, window: int, label: str) -> list[float]:
+    """The mean score curve of `runs` (seeds of one setting) with its t band on `ax`; returns every
+    run's finite scores, for `clip_to_runs`."""
+    curves = np.array([score_curve(r, grid, window) for r in runs])
+    mean, low, high = mean_and_band(curves)
+    ax.plot(grid, mean, label=label)
+    ax.fill_between(grid, low, high, alpha=0.2)
+    return list(curves[np.isfinite(curves)])
+
+
 def clip_to_runs(ax, values: list[float]) -> None:
     """The y range of `ax` from what the runs scored (and the random level), not from the bands: with
     two seeds a 95% t interval is 12.7 standard errors wide and would flatten every curve."""
@@ -208,11 +218,7 @@ def _plot_curves(plt, runs: list[dict], sizes: list[str], ratios: list[float], g
             group = [r for r in runs if r["size"] == size and r["train_ratio"] == ratio]
             if not group:
                 continue
-            curves = np.array([score_curve(r, grid, window) for r in group])
-            seen += list(curves[np.isfinite(curves)])
-            mean, low, high = mean_and_band(curves)
-            ax.plot(grid, mean, label=f"{size} ({len(group)} seed{'s' if len(group) > 1 else ''})")
-            ax.fill_between(grid, low, high, alpha=0.2)
+            seen += plot_seeds(ax, group, grid, window, f"{size} ({len(group)} seed{'s' if len(group) > 1 else ''})")
         if chance is not None:
             ax.axhline(chance, color="gray", linestyle="--", linewidth=1, label="random actions")
         ax.set_title(f"train ratio {ratio:g}")

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from dreamer.logging import read_jsonl
-from dreamer.report import clip_to_runs, collect, final_score, mean_and_band, save_png, score_curve
+from dreamer.report import clip_to_runs, collect, final_score, plot_seeds, save_png
 
 FAST = ["replay.batch_length=16", "run.envs=1"]
 RECIPES = {
@@ -90,11 +90,7 @@ def table(out: Path) -> str:
             runs = collect(out / row.name / recipe, window)
             if not runs:
                 continue
-            curves = np.array([score_curve(r, grid, window) for r in runs])
-            seen += list(curves[np.isfinite(curves)])
-            mean, low, high = mean_and_band(curves)
-            ax.plot(grid, mean, label=f"recipe {recipe}, {runs[0]['size']} ({len(runs)} seeds)")
-            ax.fill_between(grid, low, high, alpha=0.2)
+            seen += plot_seeds(ax, runs, grid, window, f"recipe {recipe}, {runs[0]['size']} ({len(runs)} seeds)")
             scores = [r["final_score"] for r in runs]
             minutes = np.mean([r["wall_clock_s"] for r in runs]) / 60
             lines.append(f"| {row.env} | {recipe} ({runs[0]['size']}) | {row.steps:,} | {runs[0]['updates']:,} | "
