@@ -36,7 +36,7 @@ def resolve_device(name: str) -> torch.device:
 class AgentBase(nn.Module):
     """What both recipes' agents share: precision, host-to-device transfers, reading metrics,
     acting for N envs and turning model-form actions into env actions. Subclasses set `discrete`,
-    `precision`, `metric_names` and implement `update`, `initial_policy_state` and `policy_step`.
+    `precision`, `metric_names` and `replicas` and implement `update`, `initial_policy_state` and `act`.
 
     What the replay keeps for an agent, by default the steps alone: no values stored beside them,
     no context step before a window, no online queue, training from the first window (after the
@@ -49,10 +49,38 @@ class AgentBase(nn.Module):
     online_queue = False
     min_replay_windows = 1
 
+    def __init__(self, compile_setting: str):
+        super().__init__()
+        self.compile_setting = compile_setting
+        # What the updates call, by name: the loss modules themselves, or their DDP wrappers
+        # after `distribute()`; subclasses fill it.
+        self.replicas: dict[str, nn.Module] = {}
+        self._losses: dict[str, Callable] = {}
+        self._policy_steps: dict[str, Callable] = {}
+
     @property
     def compiled(self) -> bool:
         """Whether updates and policy steps run through `torch.compile` (`run.compile`)."""
-        return False
+        return compiler.enabled(self.compile_setting, self.device)
+
+    def losses(self) -> dict[str, Callable]:
+        """The losses updates call: `replicas`, compiled where `run.compile` says so (built on
+        first use, after `.to()` and `distribute()`)."""
+        if not self._losses:
+            self._losses = dict(self.replicas)
+            if self.compiled:
+                self._losses = {name: compiler.Compiled(fn, self.device, f"{name} loss")
+                                for name, fn in self.replicas.items()}
+        return self._losses
+
+    @contextmanager
+    def eager(self) -> Iterator[None]:
+        """Updates inside the block run uncompiled (for FLOP and op counters)."""
+        saved, self._losses = self.losses(), dict(self.replicas)
+        try:
+            yield
+        finally:
+            self._losses = saved
 
     def stored_keys(self) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
         return {}
@@ -67,6 +95,13 @@ class AgentBase(nn.Module):
         raise NotImplementedError
 
     def policy_step(self, mode: Mode) -> Callable[[dict[str, Tensor], Latent, Tensor], tuple[Tensor, Latent]]:
+        """`act` for one mode, compiled where `run.compile` says so (built on first use)."""
+        if mode not in self._policy_steps:
+            step = partial(self.act, mode=mode)
+            self._policy_steps[mode] = compiler.Compiled(step, self.device, f"{mode} policy step") if self.compiled else step
+        return self._policy_steps[mode]
+
+    def act(self, obs: dict[str, Tensor], latent: Latent, prev_action: Tensor, mode: Mode) -> tuple[Tensor, Latent]:
         raise NotImplementedError
 
     @torch.no_grad()
@@ -129,7 +164,7 @@ class Agent(AgentBase):
     step before a window, no online queue; see `dreamer.v2024.agent.Agent2024` for the others)."""
 
     def __init__(self, cfg: Config, obs_space: gym.spaces.Dict, act_space: gym.spaces.Space):
-        super().__init__()
+        super().__init__(cfg.run.compile)
         self.obs_space, self.act_space = obs_space, act_space
         self.discrete = isinstance(act_space, gym.spaces.Discrete)
         self.wm = WorldModel(
@@ -141,14 +176,11 @@ class Agent(AgentBase):
             actor=cfg.actor, critic=cfg.critic, behavior=cfg.behavior,
         )
         self.optim_cfg = cfg.optim
-        self.precision, self.compile_setting = cfg.run.precision, cfg.run.compile
+        self.precision = cfg.run.precision
         self._optims: dict[str, Optimizer] = {}
-        self._losses: dict[str, Callable] = {}
-        self._policy_steps: dict[str, Callable] = {}
         self.metric_names: list[str] = []
         self.frozen_wm = FrozenView(self.wm, leave_out=(self.wm.encoder, self.wm.decoder))
-        # What the updates call: the modules themselves, or their DDP wrappers after `distribute()`.
-        self.replicas: dict[str, nn.Module] = {"world_model": self.wm, "behavior": self.behavior}
+        self.replicas = {"world_model": self.wm, "behavior": self.behavior}
 
     @property
     def device(self) -> torch.device:
@@ -187,10 +219,6 @@ class Agent(AgentBase):
         self.replicas = {"world_model": DDP(self.wm, device_ids=ids),
                          "behavior": DDP(self.behavior, device_ids=ids, broadcast_buffers=False)}
 
-    @property
-    def compiled(self) -> bool:
-        return compiler.enabled(self.compile_setting, self.device)
-
     def frozen_world_model(self) -> WorldModel:
         """The world model without parameter gradients, its weights cast once per update (call inside
         the update's autocast); imagination runs on it. Refreshes the critic's frozen view too."""
@@ -209,25 +237,6 @@ class Agent(AgentBase):
         metrics["train/skipped"] = torch.stack([o.skipped for o in self.optimizers().values()]).max()
         self.metric_names = list(metrics)
         return distributed.mean(torch.stack([metrics[k].detach().float() for k in self.metric_names]))
-
-    def losses(self) -> dict[str, Callable]:
-        """The world-model and behavior losses updates call: the modules (or their DDP replicas),
-        compiled where `run.compile` says so (built on first use, after `.to()` and `distribute()`)."""
-        if not self._losses:
-            self._losses = dict(self.replicas)
-            if self.compiled:
-                self._losses = {name: compiler.Compiled(fn, self.device, f"{name} loss")
-                                for name, fn in self.replicas.items()}
-        return self._losses
-
-    @contextmanager
-    def eager(self) -> Iterator[None]:
-        """Updates inside the block run uncompiled (for FLOP and op counters)."""
-        saved, self._losses = self.losses(), dict(self.replicas)
-        try:
-            yield
-        finally:
-            self._losses = saved
 
     def train_world_model(self, batch: dict[str, Tensor]) -> tuple[Latent, dict[str, Tensor]]:
         """World-model loss, backward and step; returns the posterior states (B, T, ...) and metrics."""
@@ -256,13 +265,6 @@ class Agent(AgentBase):
     def initial_policy_state(self, envs: int) -> PolicyState:
         initial = self.wm.rssm.initial_state(envs).map(torch.Tensor.contiguous)  # strides of every later state
         return initial, torch.zeros(envs, self.wm.rssm.action_dim, device=self.device)
-
-    def policy_step(self, mode: Mode) -> Callable[[dict[str, Tensor], Latent, Tensor], tuple[Tensor, Latent]]:
-        """`act` for one mode, compiled where `run.compile` says so (built on first use)."""
-        if mode not in self._policy_steps:
-            step = partial(self.act, mode=mode)
-            self._policy_steps[mode] = compiler.Compiled(step, self.device, f"{mode} policy step") if self.compiled else step
-        return self._policy_steps[mode]
 
     def act(self, obs: dict[str, Tensor], latent: Latent, prev_action: Tensor, mode: Mode) -> tuple[Tensor, Latent]:
         """One policy step on device tensors: encoder, posterior step, actor. (N, ...) -> action (N, A), state."""

@@ -532,8 +532,6 @@ CROSS_RULES: list[tuple[tuple[str, ...], Callable[[Config], bool], str]] = [
      "prefill // envs >= batch_length (a full window per env before training starts)"),
     (("recipe", "run.prefill"), lambda c: c.recipe == "2023" or c.run.prefill == 0,
      "prefill 0 under recipe 2024 (it trains once the replay holds batch_size x batch_length windows)"),
-    (("recipe", "run.compile"), lambda c: c.recipe == "2023" or c.run.compile != "on",
-     "compile auto or off under recipe 2024 (its update runs eager)"),
     (("v2024.actor_min_std", "v2024.actor_max_std"), lambda c: c.v2024.actor_min_std < c.v2024.actor_max_std,
      "actor_min_std < actor_max_std"),
     (("environment.size", "encoder.min_res"), lambda c: _image_size_fits(c, "encoder"),

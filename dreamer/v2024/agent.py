@@ -12,14 +12,12 @@ It offers the loop what `dreamer.agent.Agent` offers (`update`, `read_metrics`, 
 from __future__ import annotations
 
 import dataclasses
-from contextlib import AbstractContextManager, nullcontext
-from functools import partial
-from typing import Any, Callable
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from dreamer import distributed
 from dreamer.agent import AgentBase, Mode, PolicyState
@@ -66,7 +64,7 @@ class Agent2024(AgentBase):
     online_queue = True  # consecutive non-overlapping windows are trained on first (7.3)
 
     def __init__(self, cfg: Config, obs_space: gym.spaces.Dict, act_space: gym.spaces.Space):
-        super().__init__()
+        super().__init__(cfg.run.compile)
         self.obs_space, self.act_space = obs_space, act_space
         self.discrete = isinstance(act_space, gym.spaces.Discrete)
         v, b = cfg.v2024, cfg.behavior
@@ -78,7 +76,7 @@ class Agent2024(AgentBase):
             optim=dataclasses.asdict(v.optim))
         self.precision = cfg.run.precision
         self.metric_names: list[str] = []
-        self.replica: nn.Module | None = None  # the learner under DDP, after `distribute()`
+        self.replicas = {"update": self.learner}
         self._latents: dict[str, Tensor] | None = None
         self.min_replay_windows = cfg.replay.batch_size * cfg.replay.batch_length  # no prefill (7.7)
 
@@ -103,7 +101,8 @@ class Agent2024(AgentBase):
         from torch.nn.parallel import DistributedDataParallel as DDP
 
         ids = [self.device.index] if self.device.type == "cuda" else None
-        self.replica = DDP(self.learner, device_ids=ids, broadcast_buffers=False)
+        self._losses = {}  # built again around the replica
+        self.replicas = {"update": DDP(self.learner, device_ids=ids, broadcast_buffers=False)}
 
     # -- training ---------------------------------------------------------------------------------
     def update(self, batch: dict[str, Any]) -> Tensor:
@@ -111,8 +110,11 @@ class Agent2024(AgentBase):
         metrics as one device tensor (order: `metric_names`). Its posteriors wait in `take_latents`."""
         batch = self.to_tensors(batch)
         with self.autocast():
-            post, metrics = self.learner.update(batch, self.replica)
-        self._latents = {"deter": post.deter.float(), "stoch": post.stoch.argmax(-1).to(torch.uint8)}
+            post, metrics = self.learner.update(batch, self.losses()["update"])
+        deter = post.deter.float()  # (B, T, D)
+        if self.compiled and deter is post.deter:  # kept past the next update: out of the CUDA graph's pool
+            deter = deter.clone()
+        self._latents = {"deter": deter, "stoch": post.stoch.argmax(-1).to(torch.uint8)}
         self.metric_names = list(metrics)
         return distributed.mean(torch.stack([metrics[k].detach().float() for k in self.metric_names]))
 
@@ -137,13 +139,6 @@ class Agent2024(AgentBase):
     def initial_policy_state(self, envs: int) -> PolicyState:
         return (self.wm.rssm.initial_state(envs, self.device),
                 torch.zeros(envs, action_dim(self.act_space), device=self.device))
-
-    def eager(self) -> AbstractContextManager:
-        """Updates inside the block run uncompiled: the 2024 update is not compiled yet."""
-        return nullcontext()
-
-    def policy_step(self, mode: Mode) -> Callable[..., tuple[Tensor, Latent]]:
-        return partial(self.act, mode=mode)
 
     def act(self, obs: dict[str, Tensor], latent: Latent, prev_action: Tensor, mode: Mode) -> tuple[Tensor, Latent]:
         """One policy step from the posterior; `train` and `eval` sample (the reference's policy

@@ -16,6 +16,7 @@ the replay (`Agent2024`).
 from __future__ import annotations
 
 import copy
+from typing import Callable
 
 import torch
 from torch import Tensor, nn
@@ -120,10 +121,11 @@ class Learner(nn.Module):
                 slow.lerp_(fast, self.slow_rate * (1.0 - skip))
         return norm, skip
 
-    def update(self, batch: dict[str, Tensor], replica: nn.Module | None = None) -> tuple[Latent, dict[str, Tensor]]:
-        """One update on a (B, T+1) batch: the posteriors of steps 1..T and the metrics. `replica`
-        is this learner wrapped for data parallelism (its gradients averaged over the ranks)."""
-        losses, post, metrics = (replica or self)(batch)
+    def update(self, batch: dict[str, Tensor], losses_of: Callable | None = None) -> tuple[Latent, dict[str, Tensor]]:
+        """One update on a (B, T+1) batch: the posteriors of steps 1..T and the metrics. `losses_of`
+        computes `losses`: this learner wrapped for data parallelism (its gradients averaged over
+        the ranks) or compiled (`dreamer.compiler`); by default the learner itself."""
+        losses, post, metrics = (losses_of or self)(batch)
         total = self.total(losses)
         metrics["grad_norm/all"], metrics["train/skipped"] = self.step(total)
         metrics["loss/total"] = total.detach()
