@@ -38,6 +38,7 @@ def cpu_flags() -> frozenset[str]:
     return frozenset()
 
 
+@torch.compiler.assume_constant_result  # a compiled function (the 2024 policy step) asks it without a graph break
 def native_bf16(device: torch.device) -> bool:
     """Whether `device` itself (not the current CUDA device) multiplies bf16 natively."""
     if device.type == "cuda":

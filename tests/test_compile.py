@@ -1,10 +1,13 @@
 """The compiled update (`run.compile=on`) on CPU, for both recipes: the same numbers as eager, one
 graph per loss, no recompiles and no host syncs inside an update."""
 
+from functools import partial
+
 import pytest
 import torch
 import torch._dynamo
 import torch._inductor.config
+from torch._dynamo.testing import CompileCounter
 
 from dreamer import compiler
 from dreamer.agent import Agent
@@ -96,6 +99,24 @@ def test_the_2024_update_is_one_graph():
     torch._dynamo.reset()
     explained = torch._dynamo.explain(agent.learner.losses)(batch)
     assert (explained.graph_count, explained.graph_break_count) == (1, 0), explained.break_reasons
+
+
+def test_the_2024_policy_step_under_autocast_is_traced_once():
+    """Its autocast asks `precision.native_bf16` inside the compiled step; reading the CPU's flags
+    there broke the graph and recompiled the rest at every step."""
+    obs, act = SHAPES["vector-discrete"]
+    cfg = load_config([*TINY_2024, "run.precision=auto"], {"env": "crafter"})
+    agent = Agent2024(cfg, obs, act)
+    steps = random_batch(obs, act, batch=3, length=4, seed=2)
+    torch._dynamo.reset()
+    counter = CompileCounter()
+    step = torch.compile(partial(agent.act, mode="train"), backend=counter)
+    state = agent.initial_policy_state(3)
+    with torch.no_grad():
+        for t in range(4):
+            action, latent = step(agent.to_tensors({k: v[:, t] for k, v in steps.items()}), *state)
+            state = (latent, action)
+    assert counter.frame_count == 1
 
 
 def test_compile_setting_per_device():
