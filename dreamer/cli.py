@@ -18,7 +18,7 @@ from dreamer.stopping import Stopped
 
 
 def _config_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--env", help="crafter, atari:<Game>, atari100k:<Game>, gym:<id>, minerl:<task>")
+    parser.add_argument("--env", help="crafter, atari:<Game>, atari100k:<Game>, gym:<id>, minerl:<task>, dmc:<domain>_<task>, dmc_vision:<domain>_<task>")
     parser.add_argument("--size", help="size preset: xs, s, m, l, xl (recipe 2023); size1m .. size400m (2024)")
     parser.add_argument("--recipe", help="2023 (P1, the default) or 2024 (arXiv v2 / Nature)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
