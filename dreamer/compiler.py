@@ -5,8 +5,9 @@ Inductor): under P1 the world-model loss and the imagination/actor/critic loss, 
 loss of its update (`dreamer.v2024.learner.Learner.losses`). One graph each, the RSSM's observe
 steps and the imagination steps unrolled at their fixed trip counts, elementwise work fused;
 AOTAutograd compiles their backward passes too. Optimiser steps stay outside (P1's fused Adam, one
-kernel per group; 2024's LaProp, foreach kernels over all parameters; neither syncs the host). Shapes are fixed for a run, so the graphs are built once at the first update and never
-again (tested with `error_on_recompile`). On CUDA the graphs also run as CUDA graphs
+kernel per group; 2024's LaProp, foreach kernels over all parameters; neither syncs the host).
+Shapes are fixed for a run, so the graphs are built once at the first update and never again
+(tested with `error_on_recompile`). On CUDA the graphs also run as CUDA graphs
 (`mode="reduce-overhead"`), which removes the launch overhead of thousands of small kernels.
 
     off    eager.

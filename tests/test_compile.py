@@ -32,12 +32,13 @@ def _agent(compile_setting: str, obs, act, recipe: str = "2023") -> Agent | Agen
 
 
 def _batches(agent: Agent | Agent2024, obs, act) -> list[dict]:
-    """Three batches; the 2024 agent's carry the stored latents of a step before each window."""
-    batches = [random_batch(obs, act, batch=2, length=4, seed=i) for i in range(3)]
+    """Three batches of 4 trained steps; the 2024 agent's start with a context step and carry the
+    stored latents."""
     if isinstance(agent, Agent2024):
-        batches = [with_latents(random_batch(obs, act, batch=2, length=5, seed=i), agent.wm.rssm.deter,
-                                agent.wm.rssm.stoch, agent.wm.rssm.classes, seed=i) for i in range(3)]
-    return batches
+        rssm = agent.wm.rssm
+        return [with_latents(random_batch(obs, act, batch=2, length=5, seed=i), rssm.deter, rssm.stoch, rssm.classes,
+                             seed=i) for i in range(3)]
+    return [random_batch(obs, act, batch=2, length=4, seed=i) for i in range(3)]
 
 
 @pytest.mark.parametrize("recipe", ["2023", "2024"])
