@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 import logging
+import math
 import sys
 import time
 
@@ -41,6 +42,11 @@ def setup_logging() -> None:
     log.setLevel(logging.INFO)
 
 
+def _return_text(last_return: float, decimals: int) -> str:
+    """The last episode's return, or "none yet" before the first episode has ended (NaN)."""
+    return "none yet" if math.isnan(last_return) else f"{last_return:.{decimals}f}"
+
+
 class Console:
     """The progress of a run from `initial` to `total` steps (rank 0 only: `enabled`)."""
 
@@ -54,7 +60,7 @@ class Console:
     def update(self, steps: int, updates: int, last_return: float) -> None:
         if self.interactive:
             self.bar.update(steps)
-            self.bar.set_postfix(updates=updates, ret=f"{last_return:.1f}", refresh=False)
+            self.bar.set_postfix(updates=updates, ret=_return_text(last_return, 1), refresh=False)
 
     def line(self, step: int, updates: int, last_return: float) -> None:
         """Without a terminal: step, speed since the last line, updates, last return and ETA."""
@@ -66,7 +72,7 @@ class Console:
         self.since = (now, step)
         eta = datetime.timedelta(seconds=round((self.total - step) / rate)) if rate > 0 else "?"
         log.info(f"step {step:,}/{self.total:,} ({100 * step / self.total:.0f}%)  {rate:.1f} steps/s  "
-                 f"updates {updates:,}  last return {last_return:.2f}  ETA {eta}")
+                 f"updates {updates:,}  last return {_return_text(last_return, 2)}  ETA {eta}")
 
     def close(self) -> None:
         self.bar.close()

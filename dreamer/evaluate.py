@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,9 @@ from dreamer.envs.atari import human_normalized
 from dreamer.envs.crafter_env import crafter_score, success_rates
 from dreamer.envs.driver import Driver
 from dreamer.recipes import AnyAgent, build_agent
+from dreamer.stopping import Stopped, StopRequest
+
+log = logging.getLogger("dreamer")
 
 EVAL_SEED_OFFSET = 10**6  # evaluation episodes use other env seeds than training
 
@@ -55,22 +60,35 @@ def summarize(env: str, episodes: list[dict[str, float]]) -> dict[str, Any]:
     return out
 
 
-def evaluate(path: Path, episodes: int, device: str = "auto", out: Path | None = None) -> dict[str, Any]:
+def evaluate(path: Path, episodes: int, device: str = "auto", out: Path | None = None,
+             stop: StopRequest | None = None) -> dict[str, Any]:
+    """Play `episodes` episodes in `eval` mode and summarise them (written atomically to `out`).
+    A line reports every tenth of the episodes; a signal caught by `stop` (the end-of-training
+    evaluation) ends the episodes and raises `Stopped`, the saved run untouched."""
     if episodes < 1:
         raise ConfigError(f"--episodes must be at least 1, got {episodes}")
     agent, cfg, payload = load_agent(path, device)
+    step = payload["progress"]["step"]
     envs = min(cfg.run.envs, episodes)
     driver = Driver(make_vector(cfg.env, cfg.environment, envs, seed=cfg.seed + EVAL_SEED_OFFSET),
                     seed=cfg.seed + EVAL_SEED_OFFSET, on_step=lambda step: None)
     policy = AgentPolicy(agent, "eval")
     finished: list[dict[str, float]] = []
+    report_every = max(1, episodes // 10)
+    log.info(f"evaluating the policy of step {step:,}: {episodes} episodes in eval mode")
     try:
         while len(finished) < episodes:
+            if stop is not None and stop.requested:
+                raise Stopped(stop.signum or signal.SIGTERM, step)
+            before = len(finished)
             finished += driver.step(policy)
+            if len(finished) // report_every > before // report_every:
+                returns = [ep["return"] for ep in finished[:episodes]]
+                log.info(f"evaluation: {len(returns)}/{episodes} episodes, mean return {np.mean(returns):.2f}")
     finally:
         driver.close()
     result = {"checkpoint": payload["path"], "env": cfg.env, "size": cfg.size,
-              "step": payload["progress"]["step"], **summarize(cfg.env, finished[:episodes])}
+              "step": step, **summarize(cfg.env, finished[:episodes])}
     if out is not None:
         checkpoint.atomic_write(out, lambda f: f.write(json.dumps(result, indent=2).encode()))
     return result

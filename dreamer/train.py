@@ -411,7 +411,7 @@ class Trainer:
             # the signal this rank received, or SIGTERM where another rank's signal stopped it
             raise Stopped(self.stop.signum or signal.SIGTERM, self.progress.step)
         if cfg.eval_episodes and self.ranks.main:
-            evaluate(self.logdir, cfg.eval_episodes, self.cfg.device, self.logdir / "eval.json")
+            evaluate(self.logdir, cfg.eval_episodes, self.cfg.device, self.logdir / "eval.json", self.stop)
         return self.progress
 
 

@@ -2,6 +2,7 @@
 
 import json
 import re
+import signal
 
 import pytest
 import torch
@@ -110,6 +111,26 @@ def test_eval_writes_json(tmp_path, capsys):
     assert result["episodes"] == 3 and len(result["returns"]) == 3 and result["step"] == 100
     assert result["mean_return"] == pytest.approx(sum(result["returns"]) / 3)
     assert all(r == length for r, length in zip(result["returns"], result["lengths"]))  # CartPole: +1 a step
+    err = capsys.readouterr().err
+    assert "evaluating the policy of step 100: 3 episodes in eval mode" in err
+    for done in (1, 2, 3):  # one env: an episode per report
+        mean = sum(result["returns"][:done]) / done
+        assert f"evaluation: {done}/3 episodes, mean return {mean:.2f}" in err
+
+
+def test_a_signal_during_the_final_evaluation_stops_it_and_keeps_the_run(tmp_path):
+    from dreamer.evaluate import evaluate
+    from dreamer.stopping import Stopped, StopRequest
+
+    logdir = tmp_path / "run"
+    assert main(train_args(logdir, "gym:CartPole-v1", 100)) == 0
+    stop = StopRequest()
+    stop.signum = signal.SIGTERM  # as its handler sets it
+    with pytest.raises(Stopped) as stopped:
+        evaluate(logdir, 5, "cpu", logdir / "eval.json", stop)
+    assert stopped.value.exit_status == 143 and stopped.value.step == 100
+    assert not (logdir / "eval.json").exists()
+    assert checkpoint.load_latest(logdir / "checkpoints")[1]["progress"]["step"] == 100
 
 
 def test_eval_errors(tmp_path, capsys):
@@ -151,6 +172,20 @@ def test_episode_statistics_by_hand():
     stats = cumulative_metrics(progress)
     assert stats["achievements/collect_wood"] == pytest.approx(200 / 3)  # 2 of 3 episodes
     assert progress.last_return == 0.0
+
+
+def test_progress_lines_say_none_yet_before_the_first_episode_ends(caplog, monkeypatch):
+    from dreamer.console import Console
+
+    monkeypatch.setattr("sys.stderr.isatty", lambda: False)
+    console = Console(total=200, initial=0, name="test", enabled=True)
+    with caplog.at_level("INFO", logger="dreamer"):
+        console.line(100, 3, float("nan"))
+        console.line(200, 7, -12.345)
+    console.close()
+    first, second = [record.getMessage() for record in caplog.records]
+    assert first.startswith("step 100/200 (50%)") and "updates 3  last return none yet  ETA " in first
+    assert "updates 7  last return -12.35  ETA 0:00:00" in second
 
 
 def test_replay_dir_elsewhere_and_resume_from_it(tmp_path):
