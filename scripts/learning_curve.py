@@ -50,7 +50,7 @@ def plot(logdirs: list[Path], labels: dict[str, str], window: int, every: int, t
     for logdir in logdirs:
         points = curve(logdir, window, every)
         ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", markersize=3,
-                label=labels.get(logdir.name, logdir.name))
+                label=labels.get(str(logdir), labels.get(logdir.name, logdir.name)))
     ax.set_xlabel("env steps")
     ax.set_ylabel(f"episode return (mean of the last {window})")
     ax.set_title(title)
@@ -69,7 +69,8 @@ def main() -> None:
     parser.add_argument("--target", type=float)
     parser.add_argument("--plot", type=Path, help="also draw the curves into this PNG")
     parser.add_argument("--title", default="")
-    parser.add_argument("--label", action="append", default=[], metavar="FOLDER=NAME", help="legend name of a run")
+    parser.add_argument("--label", action="append", default=[], metavar="FOLDER=NAME",
+                        help="legend name of a run; FOLDER is its path as given or its last part")
     args = parser.parse_args()
     if args.plot:
         labels = dict(item.split("=", 1) for item in args.label)
