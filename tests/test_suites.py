@@ -1,7 +1,7 @@
-"""Every suite trains under both recipes with its own settings (frames, action repeat, action set,
-train-ratio aside), through `dreamer train` as the README runs it, at tiny widths and in one env
-(parallel envs are tested in tests/test_train.py and tests/test_faults.py). Pairs trained elsewhere are
-left out: gym (tests/test_train.py, tests/test_v2024_agent.py), P1 crafter (tests/test_train.py),
+"""Every suite trains under both recipes with its own settings (frames, action repeat, action set),
+through `dreamer train` as the README runs it, at tiny widths, a low train ratio and one env
+(parallel envs are tested in tests/test_train.py and tests/test_faults.py). Pairs trained elsewhere
+are left out: gym (tests/test_train.py, tests/test_v2024_agent.py), P1 crafter (tests/test_train.py),
 P1 dmc and dmc_vision (tests/test_dmc.py), minerl (tests/test_minerl.py)."""
 
 import numpy as np
@@ -12,7 +12,7 @@ from dreamer.logging import read_jsonl
 from tests.conftest import FAST, TINY_2024
 
 WINDOW = ["replay.batch_size=2", "replay.batch_length=8", "run.video_every=0", "run.eval_episodes=0", "run.envs=1"]
-TINY = {"2023": [*FAST, *WINDOW, "run.log_every=16"], "2024": [*TINY_2024, *WINDOW, "run.log_every=16"]}
+OVERRIDES = {"2023": [*FAST, *WINDOW, "run.log_every=16"], "2024": [*TINY_2024, *WINDOW, "run.log_every=16"]}
 NEEDS = {"atari": "ale_py", "atari100k": "ale_py", "dmc": "dm_control", "dmc_vision": "dm_control"}
 
 
@@ -25,14 +25,14 @@ def test_the_suite_trains_under_the_recipe(tmp_path, recipe, env):
     suite = env.partition(":")[0]
     if suite in NEEDS:
         pytest.importorskip(NEEDS[suite])
-    if recipe == "2024":  # training starts at 2 x 8 items: windows of 8 + 1 steps
+    if recipe == "2024":  # no prefill: training starts when 2 x 8 windows of 8 + 1 steps fit, at step 24
         first_update, extra = 8 + 16, []
     else:  # training starts after a prefill of one full window
         first_update, extra = 8, ["--prefill", "8"]
     steps = first_update + 2
     args = ["train", "--recipe", recipe, "--env", env, "--train-ratio", "16", "--steps", str(steps),
             "--logdir", str(tmp_path), "--device", "cpu", *extra]
-    for override in TINY[recipe]:
+    for override in OVERRIDES[recipe]:
         args += ["--set", override]
     assert main(args) == 0
     rows = read_jsonl(tmp_path / "metrics.jsonl")
