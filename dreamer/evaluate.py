@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import signal
 from pathlib import Path
 from typing import Any
 
@@ -78,8 +77,8 @@ def evaluate(path: Path, episodes: int, device: str = "auto", out: Path | None =
     log.info(f"evaluating the policy of step {step:,}: {episodes} episodes in eval mode")
     try:
         while len(finished) < episodes:
-            if stop is not None and stop.requested:
-                raise Stopped(stop.signum or signal.SIGTERM, step)
+            if stop is not None and stop.signum is not None:  # a signal arrived
+                raise Stopped(stop.signum, step)
             before = len(finished)
             finished += driver.step(policy)
             if len(finished) // report_every > before // report_every:
