@@ -25,11 +25,10 @@ MODES: tuple[Mode, ...] = ("train", "eval", "greedy")
 
 
 def resolve_device(name: str) -> torch.device:
-    """`auto` picks CUDA when present, else CPU; sets the backend up for it (`precision.configure_backend`)."""
+    """`auto` picks CUDA when present, else CPU."""
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device {name!r} requested but CUDA is not available; accepted here: auto, cpu")
-    precision.configure_backend(device)
     return device
 
 
@@ -119,7 +118,7 @@ class AgentBase(nn.Module):
         step = self.policy_step(mode)
         action, latent = step(obs, *state)
         if isinstance(step, compiler.Compiled):  # kept across calls: out of the CUDA graph's pool
-            action, latent = action.clone(), latent.map(torch.clone)
+            action, latent = compiler.outside_pool((action, latent))
         return action, (latent, action)
 
     @property
@@ -129,6 +128,10 @@ class AgentBase(nn.Module):
 
     def autocast(self):
         return precision.autocast(self.device, self.compute_dtype)
+
+    def configure_backend(self) -> None:
+        """The process's backend switches for this agent's precision and device (TF32, cuDNN)."""
+        precision.configure_backend(self.precision, self.device)
 
     def to_tensors(self, data: dict[str, Any]) -> dict[str, Tensor]:
         """Arrays or tensors -> tensors on the agent's device (through pinned memory for CUDA)."""
@@ -240,10 +243,13 @@ class Agent(AgentBase):
 
     def train_world_model(self, batch: dict[str, Tensor]) -> tuple[Latent, dict[str, Tensor]]:
         """World-model loss, backward and step; returns the posterior states (B, T, ...) and metrics."""
+        loss_of = self.losses()["world_model"]
         with self.autocast():
-            wm_loss, post, metrics = self.losses()["world_model"](batch)
-        metrics["grad_norm/world_model"] = self.optimizers()["world_model"].step(wm_loss)
+            wm_loss, post, metrics = loss_of(batch)
         metrics["loss/world_model"] = wm_loss.detach()
+        metrics["grad_norm/world_model"] = self.optimizers()["world_model"].step(wm_loss)
+        if isinstance(loss_of, compiler.Compiled):  # read after the behaviour loss's graph has run
+            post, metrics = compiler.outside_pool((post, metrics))
         return post, metrics
 
     def train_behavior(self, post: Latent, batch: dict[str, Tensor]) -> dict[str, Tensor]:

@@ -193,7 +193,7 @@ def agent_and_batch(cfg: Config) -> tuple[Agent, dict[str, torch.Tensor]]:
     from dreamer.envs import spaces
 
     obs_space, act_space = spaces(cfg.env, cfg.environment)
-    agent = build_agent(cfg, obs_space, act_space).to(resolve_device(cfg.device))
+    agent = build_agent(cfg, obs_space, act_space, resolve_device(cfg.device))
     return agent, agent.to_tensors(agent_batch(agent, obs_space, act_space, cfg.replay.batch_size,
                                                cfg.replay.batch_length))
 

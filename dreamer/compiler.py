@@ -12,26 +12,40 @@ Shapes are fixed for a run, so the graphs are built once at the first update and
 
     off    eager.
     on     compiled on every device.
-    auto   compiled where it was measured faster (see `AUTO_DEVICES` and BENCHMARKS.md).
+    auto   compiled where a compiled update has been run and measured faster (`AUTO_DEVICES`):
+           nowhere yet. On this project's CPUs compiling takes minutes and the image encoder and
+           decoder ran slower compiled (BENCHMARKS.md); on CUDA no compiled update (nor a CUDA
+           graph of one) has run yet, so `on` there is marked unverified at the start of a run.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar
 
 import torch
+from torch.utils._pytree import tree_map_only
+
+T = TypeVar("T")
 
 log = logging.getLogger("dreamer")
 SETTINGS = ("auto", "on", "off")
-AUTO_DEVICES = ("cuda",)  # device types where `auto` compiles
+AUTO_DEVICES: tuple[str, ...] = ()  # device types where `auto` compiles: none until measured
+VERIFIED_DEVICES = ("cpu",)  # device types where compiled updates have run against eager (tests)
 
 
 def enabled(setting: str, device: torch.device) -> bool:
     if setting not in SETTINGS:
         raise ValueError(f"unknown compile setting {setting!r}; accepted: {', '.join(SETTINGS)}")
     return setting == "on" or (setting == "auto" and device.type in AUTO_DEVICES)
+
+
+def describe(compiled: bool, device: torch.device) -> str:
+    """'on', 'off', or 'on (unverified on cuda)' where no compiled update has run on that device type."""
+    if not compiled:
+        return "off"
+    return "on" if device.type in VERIFIED_DEVICES else f"on (unverified on {device.type}: see README, GPU path)"
 
 
 def mode(device: torch.device) -> str:
@@ -41,8 +55,14 @@ def mode(device: torch.device) -> str:
 
 class Compiled:
     """A function (a loss module, the policy step) compiled on its first call; prints how long
-    that took, once. On CUDA its outputs live in the CUDA graph's memory pool until its next
-    replay: a caller keeping them across calls clones them (`Agent.policy` does)."""
+    that took, once.
+
+    On CUDA its outputs live in the CUDA graph's memory pool: the next replay of any compiled
+    function on the device overwrites them unless a backward through them is still pending
+    (cudagraph trees; PyTorch issues #152887 and #160281). A caller that reads outputs after
+    another compiled call copies them out first (`outside_pool`): the policy step's action and
+    state, P1's posteriors and world-model metrics (read after the behaviour loss runs), the
+    2024 posteriors written back to the replay. `tests/test_compile.py` emulates the rule on CPU."""
 
     def __init__(self, fn: Callable, device: torch.device, name: str):
         self.fn = torch.compile(fn, mode=mode(device), dynamic=False)
@@ -57,3 +77,9 @@ class Compiled:
         self.compile_seconds = time.perf_counter() - start
         log.info(f"compiled the {self.name} in {self.compile_seconds:.1f} s")
         return out
+
+
+def outside_pool(outputs: T) -> T:
+    """Copies of the tensors in `outputs` (nested dicts, tuples, `Latent`s), without gradient, in
+    memory of their own: what a caller keeps of a compiled call past the next one (see `Compiled`)."""
+    return tree_map_only(torch.Tensor, lambda t: t.detach().clone(), outputs)

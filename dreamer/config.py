@@ -137,6 +137,8 @@ class RunConfig:
     max_nonfinite: int = at_least(1)
     precision: str = one_of(*PRECISIONS)
     compile: str = one_of(*COMPILE_SETTINGS)
+    compile_threads: int = at_least(0)
+    process_group_timeout: float = above(0)
 
 
 @dataclass

@@ -10,7 +10,9 @@ Outside `torchrun` (or with one process) every helper here is the identity and n
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import os
+import sys
 from typing import Any
 
 import numpy as np
@@ -41,13 +43,19 @@ def active() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
-def setup(device_name: str) -> tuple[Ranks, torch.device]:
+def setup(device_name: str, timeout_minutes: float, compile_threads: int) -> tuple[Ranks, torch.device]:
     """Join the process group `torchrun` describes in the environment (gloo on CPU, NCCL on CUDA);
-    returns this process's ranks and device (`cuda:LOCAL_RANK` when training on CUDA)."""
+    returns this process's ranks and device (`cuda:LOCAL_RANK` when training on CUDA).
+
+    `timeout_minutes` bounds every collective (`run.process_group_timeout`): the ranks wait in
+    the first update's collectives while each compiles its graphs, which can outlast the default
+    10 minutes. Inductor compiles with `compile_threads` worker processes per rank (0: this
+    machine's cores shared by the ranks on it), so R ranks do not start R x cores compilers."""
     from dreamer.agent import resolve_device  # the agent module imports this one
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
     ranks = Ranks(int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0")))
+    set_compile_threads(compile_threads or compile_threads_per_rank())
     device = resolve_device(device_name)
     if world == 1:
         return ranks, device
@@ -55,8 +63,23 @@ def setup(device_name: str) -> tuple[Ranks, torch.device]:
         device = torch.device("cuda", ranks.local_rank)
         torch.cuda.set_device(device)
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo",
+                                timeout=datetime.timedelta(minutes=timeout_minutes))
     return ranks, device
+
+
+def compile_threads_per_rank() -> int:
+    """This machine's cores shared by the ranks on it (torchrun's LOCAL_WORLD_SIZE), at least 1."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cores // int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+
+
+def set_compile_threads(threads: int) -> None:
+    """Inductor's compile workers for this process; its config module is imported on first compile,
+    so the environment variable it reads then is set too."""
+    os.environ["TORCHINDUCTOR_COMPILE_THREADS"] = str(threads)
+    if "torch._inductor.config" in sys.modules:
+        sys.modules["torch._inductor.config"].compile_threads = threads
 
 
 def shutdown() -> None:

@@ -30,7 +30,7 @@ def load_agent(path: Path, device: str = "auto") -> tuple[AnyAgent, Any, dict[st
     ckpt_path, payload = checkpoint.resolve(path, map_location=torch_device)
     cfg = from_yaml(payload["config"])
     obs_space, act_space = spaces(cfg.env, cfg.environment)
-    agent = build_agent(cfg, obs_space, act_space).to(torch_device)
+    agent = build_agent(cfg, obs_space, act_space, torch_device)
     try:
         agent.load_state_dict(payload["agent"])
     except RuntimeError as err:

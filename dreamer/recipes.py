@@ -11,6 +11,7 @@ What differs for the loop is asked of the agent, not of the recipe name:
 from __future__ import annotations
 
 import gymnasium as gym
+import torch
 
 from dreamer.agent import Agent
 from dreamer.config import Config
@@ -20,5 +21,12 @@ AnyAgent = Agent | Agent2024
 AGENTS: dict[str, type[AnyAgent]] = {"2023": Agent, "2024": Agent2024}
 
 
-def build_agent(cfg: Config, obs_space: gym.spaces.Dict, act_space: gym.spaces.Space) -> AnyAgent:
-    return AGENTS[cfg.recipe](cfg, obs_space, act_space)
+def build_agent(cfg: Config, obs_space: gym.spaces.Dict, act_space: gym.spaces.Space,
+                device: torch.device | None = None) -> AnyAgent:
+    """The agent of `cfg.recipe`; with a `device`, moved there and the process's backend switches
+    (TF32, cuDNN) set for its precision."""
+    agent = AGENTS[cfg.recipe](cfg, obs_space, act_space)
+    if device is not None:
+        agent = agent.to(device)
+        agent.configure_backend()
+    return agent

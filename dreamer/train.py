@@ -33,7 +33,7 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
-from dreamer import checkpoint, distributed, precision, render
+from dreamer import checkpoint, compiler, distributed, precision, render
 from dreamer.agent import AgentPolicy
 from dreamer.config import Config, identity, to_yaml
 from dreamer.console import Console, log, setup_logging
@@ -112,11 +112,11 @@ class Trainer:
         self.stop = stop or StopRequest()
         self.logdir = Path(cfg.logdir)
         self.logdir.mkdir(parents=True, exist_ok=True)
-        self.ranks, self.device = distributed.setup(cfg.device)
+        self.ranks, self.device = distributed.setup(cfg.device, cfg.run.process_group_timeout, cfg.run.compile_threads)
         seed = self.ranks.seed(cfg.seed)
         seed_everything(seed)
         obs_space, act_space = spaces(cfg.env, cfg.environment)
-        self.agent = build_agent(cfg, obs_space, act_space).to(self.device)
+        self.agent = build_agent(cfg, obs_space, act_space, self.device)
         replay_dir = Path(cfg.replay.directory) if cfg.replay.directory else self.logdir / "replay"
         if not self.ranks.main:
             replay_dir = replay_dir.with_name(f"{replay_dir.name}-rank{self.ranks.rank}")
@@ -133,7 +133,7 @@ class Trainer:
             self.agent.distribute()
         self.logger = None
         if self.ranks.main:
-            used = (f"# this process: device {self.device}, precision {precision.name(self.agent.compute_dtype)} "
+            used = (f"# this process: device {self.device}, precision {precision.describe(cfg.run.precision, self.device)} "
                     f"(run.precision: {cfg.run.precision})\n")
             checkpoint.atomic_write(self.logdir / "config.yaml", lambda f: f.write((used + to_yaml(cfg)).encode()))
             self.logger = Logger(self.logdir, resume_step=self.progress.step)
@@ -164,10 +164,9 @@ class Trainer:
     def describe(self) -> None:
         """The start block: what is trained where, and where to watch it."""
         cfg, counts = self.cfg, self.agent.parameter_counts()
-        compiled = "on" if self.agent.compiled else "off"
         log.info(f"training {cfg.env}, size {cfg.size} ({counts['total']:,} parameters) on {self.device} "
                  f"({self.ranks.world} process{'es' if self.ranks.world > 1 else ''}), precision "
-                 f"{precision.name(self.agent.compute_dtype)}, compile {compiled}")
+                 f"{precision.describe(cfg.run.precision, self.device)}, compile {compiler.describe(self.agent.compiled, self.device)}")
         log.info(f"train ratio {cfg.run.train_ratio:g}, {cfg.run.steps:,} steps, {cfg.run.envs} env(s) per "
                  f"process, seed {cfg.seed}, logdir {self.logdir}")
         if self.resumed_from is not None:

@@ -13,6 +13,7 @@ from dreamer import compiler
 from dreamer.agent import Agent
 from dreamer.config import load_config
 from dreamer.v2024.agent import Agent2024
+from tests.cudagraph_rule import CudaGraphRule
 from tests.conftest import TINY_2024, act_space, obs_space, random_batch, tiny_config, with_latents
 
 SHAPES = {"vector-discrete": (obs_space(image=False, vector=4), act_space()),
@@ -43,7 +44,9 @@ def _batches(agent: Agent | Agent2024, obs, act) -> list[dict]:
 
 @pytest.mark.parametrize("recipe", ["2023", "2024"])
 def test_compiled_updates_equal_eager_in_fp32(monkeypatch, recipe):
+    """Under the CUDA graphs' rule on outputs, emulated (`tests/cudagraph_rule.py`)."""
     monkeypatch.setattr(torch._inductor.config, "fallback_random", True)  # eager's random streams
+    rule = CudaGraphRule().install(monkeypatch)
     obs, act = COMPILED
     runs = {}
     for setting in ("off", "on"):
@@ -62,6 +65,7 @@ def test_compiled_updates_equal_eager_in_fp32(monkeypatch, recipe):
     (eager_metrics, eager_latents, eager_state, eager_grads, _), (metrics, latents, state, grads, agent) = \
         runs["off"], runs["on"]
     assert all(isinstance(loss, compiler.Compiled) for loss in agent.losses().values())
+    assert rule.overwritten > 0
     for want, got in zip(eager_metrics, metrics):
         for key in want:
             assert got[key] == pytest.approx(want[key], rel=1e-5, abs=1e-5, nan_ok=True), key
@@ -123,8 +127,10 @@ def test_the_2024_policy_step_under_autocast_is_traced_once():
 def test_compile_setting_per_device():
     cpu, cuda = torch.device("cpu"), torch.device("cuda", 0)
     assert compiler.enabled("on", cpu) and not compiler.enabled("off", cuda)
-    assert compiler.enabled("auto", cuda) == ("cuda" in compiler.AUTO_DEVICES)
-    assert compiler.enabled("auto", cpu) == ("cpu" in compiler.AUTO_DEVICES)
+    # `auto` compiles nowhere until a compiled update has run and been measured on that device
+    assert not compiler.enabled("auto", cuda) and not compiler.enabled("auto", cpu)
+    assert compiler.describe(True, cuda).startswith("on (unverified on cuda")
+    assert compiler.describe(True, cpu) == "on" and compiler.describe(False, cuda) == "off"
     assert compiler.mode(cuda) == "reduce-overhead" and compiler.mode(cpu) == "default"
     with pytest.raises(ValueError, match="accepted: auto, on, off"):
         compiler.enabled("yes", cpu)
@@ -132,7 +138,9 @@ def test_compile_setting_per_device():
 
 @pytest.mark.parametrize("recipe, mode", [("2023", "train"), ("2023", "greedy"), ("2024", "train")])
 def test_compiled_policy_step_equals_eager(monkeypatch, recipe, mode):
+    """Under the CUDA graphs' rule on outputs, emulated (`tests/cudagraph_rule.py`)."""
     monkeypatch.setattr(torch._inductor.config, "fallback_random", True)  # eager's random streams
+    rule = CudaGraphRule().install(monkeypatch)
     obs, act = SHAPES["vector-discrete"]
     steps = random_batch(obs, act, batch=3, length=4, seed=2)  # 3 envs, 4 steps, a reset at step 2
     runs = {}
@@ -150,6 +158,7 @@ def test_compiled_policy_step_equals_eager(monkeypatch, recipe, mode):
         runs[setting] = (torch.stack(actions), state, agent)
     (eager_actions, eager_state, _), (actions, state, agent) = runs["off"], runs["on"]
     assert isinstance(agent.policy_step(mode), compiler.Compiled)
+    assert rule.overwritten > 0
     torch.testing.assert_close(actions, eager_actions, rtol=0, atol=0)
     torch.testing.assert_close(state[0].deter, eager_state[0].deter, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(state[0].stoch, eager_state[0].stoch, rtol=0, atol=0)

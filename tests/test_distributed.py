@@ -1,14 +1,17 @@
 """Data-parallel training on CPU: two gloo processes against the single-process maths, and a
 two-process `torchrun` training run."""
 
+import datetime
 import json
 import subprocess
 import sys
 
 import torch
+import torch._inductor.config
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from dreamer import distributed
 from dreamer.agent import Agent
 from dreamer.checkpoint import load_latest
 from dreamer.replay import TrainRatio
@@ -117,3 +120,24 @@ def test_torchrun_two_processes_train_a_2024_run(tmp_path):
     _, payload = load_latest(logdir / "checkpoints")
     assert [sum(r["replay_written"]) for r in payload["ranks"]] == [100, 100]
     assert (logdir / "replay" / "latents.npz").is_file() and (logdir / "replay-rank1" / "latents.npz").is_file()
+
+
+def test_setup_gives_collectives_time_for_a_first_compile_and_shares_the_cores(monkeypatch):
+    """NCCL's default timeout (10 minutes) is shorter than a first compile at large sizes, and every
+    rank started an Inductor worker per core."""
+    calls = []
+    monkeypatch.setattr(torch._inductor.config, "compile_threads", torch._inductor.config.compile_threads)  # restored after
+    monkeypatch.setattr(dist, "is_initialized", lambda: False)
+    monkeypatch.setattr(dist, "init_process_group", lambda backend, **kwargs: calls.append((backend, kwargs)))
+    monkeypatch.setattr(distributed.os, "sched_getaffinity", lambda pid: set(range(16)), raising=False)
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")
+    monkeypatch.setenv("TORCHINDUCTOR_COMPILE_THREADS", "16")
+    ranks, device = distributed.setup("cpu", timeout_minutes=120, compile_threads=0)
+    assert (ranks.rank, ranks.world, device.type) == (1, 4, "cpu")
+    assert calls == [("gloo", {"timeout": datetime.timedelta(minutes=120)})]
+    assert distributed.os.environ["TORCHINDUCTOR_COMPILE_THREADS"] == "4"  # 16 cores / 4 ranks
+    assert torch._inductor.config.compile_threads == 4
+    distributed.setup("cpu", timeout_minutes=5, compile_threads=3)  # the config key overrides
+    assert torch._inductor.config.compile_threads == 3 and calls[-1][1]["timeout"].total_seconds() == 300

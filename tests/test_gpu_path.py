@@ -119,7 +119,7 @@ def test_auto_precision_on_cpu_needs_native_bf16(monkeypatch, flags, expected):
 
 
 def test_precision_key_and_flag_are_checked(capsys):
-    with pytest.raises(ConfigError, match="run.precision.*accepted: one of auto, fp32, bf16"):
+    with pytest.raises(ConfigError, match="run.precision.*accepted: one of auto, fp32, tf32, bf16"):
         tiny_config("run.precision=fp16")
     assert main(["bench", "--env", "gym:CartPole-v1", "--precision", "half"]) == 2
     assert "run.precision" in capsys.readouterr().err
@@ -131,6 +131,37 @@ def test_bf16_run_trains_and_records_its_precision(tmp_path):
     text = (logdir / "config.yaml").read_text()
     assert text.startswith("# this process: device cpu, precision bf16 (run.precision: bf16)")
     assert "precision: bf16" in text
+
+
+@pytest.fixture
+def fp32_flags():
+    """The process-wide TF32 switches, restored after the test."""
+    saved = torch.backends.cuda.matmul.fp32_precision, torch.backends.cudnn.conv.fp32_precision
+    benchmark = torch.backends.cudnn.benchmark
+    yield
+    torch.backends.cuda.matmul.fp32_precision, torch.backends.cudnn.conv.fp32_precision = saved
+    torch.backends.cudnn.benchmark = benchmark
+
+
+@pytest.mark.parametrize("setting, expected", [("fp32", "ieee"), ("bf16", "ieee"), ("auto", "ieee"), ("tf32", "tf32")])
+def test_fp32_means_ieee_fp32_on_cuda_and_tf32_only_when_asked(monkeypatch, fp32_flags, setting, expected):
+    """TF32 was on for every fp32 matmul, and cuDNN's default rounds fp32 convolutions to TF32."""
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (9, 0))
+    torch.backends.cuda.matmul.fp32_precision = "tf32"  # whatever an earlier library left
+    torch.backends.cudnn.conv.fp32_precision = "tf32"
+    precision.configure_backend(setting, CUDA0)
+    assert torch.backends.cuda.matmul.fp32_precision == expected
+    assert torch.backends.cudnn.conv.fp32_precision == expected
+    assert precision.uses_tf32(setting, CUDA0) == (expected == "tf32")
+    assert precision.describe(setting, CUDA0).endswith(f"TF32 {'on' if expected == 'tf32' else 'off'}")
+
+
+def test_tf32_is_fp32_off_cuda(fp32_flags):
+    before = torch.backends.cuda.matmul.fp32_precision, torch.backends.cudnn.conv.fp32_precision
+    precision.configure_backend("tf32", torch.device("cpu"))
+    assert (torch.backends.cuda.matmul.fp32_precision, torch.backends.cudnn.conv.fp32_precision) == before
+    assert precision.compute_dtype("tf32", torch.device("cpu")) == torch.float32
+    assert precision.describe("tf32", torch.device("cpu")) == "fp32"
 
 
 # -- 3. ranks skip together and resume from one checkpoint ----------------------------------------------

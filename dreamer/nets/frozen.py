@@ -29,8 +29,12 @@ def _cast_by_autocast(module: nn.Module) -> bool:
 class FrozenView:
     """`refresh()` returns the view of `module`, its weights current; call it once per update, inside
     the autocast context the view will be used in (and outside a compiled region: it is cheap,
-    a check per parameter and one list copy). `view` is the module as last refreshed.
-    Submodules in `leave_out` are None in the view (parts the view's user never calls)."""
+    a check per parameter and buffer and one list copy). `view` is the module as last refreshed.
+    Submodules in `leave_out` are None in the view (parts the view's user never calls).
+
+    A move of the live module (`.to(device)`, `.double()`, `.half()`) keeps its Parameter objects
+    but swaps their data, and replaces every buffer with a new tensor; `refresh()` follows both:
+    parameters by their data pointer, buffers by identity with the live module's."""
 
     def __init__(self, module: nn.Module, leave_out: tuple[nn.Module, ...] = ()):
         shared: dict[int, object] = {id(t): t for t in (*module.parameters(), *module.buffers())}
@@ -44,6 +48,9 @@ class FrozenView:
                 del sub._parameters[name]
                 sub.register_buffer(name, param.detach(), persistent=False)  # an alias
                 self.entries.append((sub, name, param, _cast_by_autocast(sub)))
+        live = dict(module.named_modules())
+        self.buffer_owners: list[tuple[nn.Module, nn.Module]] = [  # (view module, live module) holding buffers
+            (sub, live[name]) for name, sub in self.view.named_modules() if live[name]._buffers]
 
     @torch.no_grad()
     def refresh(self) -> nn.Module:
@@ -51,10 +58,10 @@ class FrozenView:
         weights into the cast ones: one conversion per weight and update."""
         targets, sources = [], []
         device = self.entries[0][2].device.type if self.entries else "cpu"
-        autocast = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else torch.float32
+        autocast = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else None
         for sub, name, param, cast in self.entries:
             held = getattr(sub, name)
-            dtype = autocast if cast else param.dtype
+            dtype = autocast if cast and autocast is not None else param.dtype
             if dtype == param.dtype:
                 if held.data_ptr() != param.data_ptr() or held.dtype != param.dtype:
                     setattr(sub, name, param.detach())
@@ -66,4 +73,8 @@ class FrozenView:
             sources.append(param)
         if targets:
             torch._foreach_copy_(targets, sources)
+        for sub, owner in self.buffer_owners:
+            for name, buffer in owner._buffers.items():
+                if sub._buffers.get(name) is not buffer:
+                    sub._buffers[name] = buffer
         return self.view
