@@ -26,8 +26,9 @@ def _config_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _speed_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--precision", help="auto (bf16 where the device has native bf16, else fp32), fp32, bf16")
-    parser.add_argument("--compile", help="auto (where measured faster), on, off: torch.compile of the update")
+    parser.add_argument("--precision", help="auto (bf16 where the device has native bf16, else fp32), fp32, "
+                        "tf32 (fp32 with TF32 matmuls on CUDA), bf16")
+    parser.add_argument("--compile", help="auto (nowhere until measured faster), on, off: torch.compile of the update")
 
 
 def _config(args: argparse.Namespace, **extra):
@@ -173,6 +174,33 @@ def cmd_bench(args: argparse.Namespace) -> None:
     print(f"  peak memory       {result['peak_memory_gb']:10.2f} GB")
 
 
+def cmd_check(args: argparse.Namespace) -> int:
+    from dreamer.check import RECIPES, check
+
+    recipes = RECIPES if args.recipe == "both" else (args.recipe,)
+    if not set(recipes) <= set(RECIPES):
+        raise ConfigError(f"unknown --recipe {args.recipe!r}; accepted: 2023, 2024, both")
+    if args.compile not in ("on", "off"):
+        raise ConfigError(f"unknown --compile {args.compile!r}; accepted: on, off")
+    marks = {"pass": "ok", "fail": "FAIL", "skip": "skip"}
+
+    def show(result) -> None:
+        print(f"{marks[result.result]:<5} {result.name:<36} {result.seconds:6.1f} s  {result.message}", flush=True)
+
+    report = check(args.device, recipes, args.compile, args.quick, show)
+    counts = {k: sum(c["result"] == k for c in report["checks"]) for k in marks}
+    print(f"dreamer check on {report['device']} ({report['device_name']}; torch {report['torch']}, CUDA "
+          f"{report['cuda'] or 'none'}, driver {report['driver'] or 'none'}; precision {report['precision']}): "
+          f"{counts['pass']} passed, {counts['fail']} failed, {counts['skip']} skipped")
+    if args.json:
+        text = json.dumps(report, indent=2) + "\n"
+        from dreamer.checkpoint import atomic_write
+
+        atomic_write(Path(args.json), lambda f: f.write(text.encode()))
+        print(f"report written to {args.json}")
+    return 1 if counts["fail"] else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dreamer", description="DreamerV3 world-model RL in PyTorch.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -250,6 +278,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_bench)
 
+    p = sub.add_parser("check", help="verify this machine's device path in minutes (a report for bug reports)")
+    p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:N")
+    p.add_argument("--recipe", default="both", help="2023, 2024 or both")
+    p.add_argument("--compile", default="off", help="on: also compare compiled updates with eager ones (minutes)")
+    p.add_argument("--quick", action="store_true", help="shorter runs; no xs update, no torchrun")
+    p.add_argument("--json", metavar="FILE", help="also write the report as JSON to FILE")
+    p.set_defaults(func=cmd_check)
+
     p = sub.add_parser("report", help="a sweep's tables and plots; Atari100k and Crafter protocol results")
     p.add_argument("dir", help="a sweep's --out folder, or a folder of runs")
     p.add_argument("--window", type=int, default=20, help="episodes averaged for a run's final return")
@@ -261,7 +297,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging()
     try:
-        args.func(args)
+        status = args.func(args)  # the commands that report failures as an exit status return it
     except (ConfigError, CheckpointError) as err:
         print(f"dreamer: error: {err}", file=sys.stderr)
         return 2
@@ -277,7 +313,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as err:  # a full disk or a permission problem: name the path and the OS error
         print(f"dreamer: error: {err.filename or ''}: {err.strerror or err}", file=sys.stderr)
         return 1
-    return 0
+    return status or 0
 
 
 if __name__ == "__main__":

@@ -384,13 +384,13 @@ def config_dir() -> Path:
     raise ConfigError(f"configs/defaults.yaml not found next to {here}; reinstall the package")
 
 
-def _read_yaml(name: str) -> dict:
+def read_yaml(name: str) -> dict:
     return yaml.safe_load((config_dir() / name).read_text()) or {}
 
 
 def sizes(recipe: str = "2023") -> dict[str, dict[str, int]]:
     """A recipe's size presets in file order: xs .. xl (2023), size1m .. size400m (2024)."""
-    return _read_yaml("sizes.yaml" if recipe == "2023" else "2024/sizes.yaml")
+    return read_yaml("sizes.yaml" if recipe == "2023" else "2024/sizes.yaml")
 
 
 def suites() -> list[str]:
@@ -458,14 +458,14 @@ def _recipe_layers(recipe: str, suite: str, size: str) -> list[dict]:
     if recipe == "2023":
         return [{"dims": presets[size]}]
     overlay = config_dir() / "2024" / f"{suite}.yaml"
-    suite_layer = _read_yaml(f"2024/{suite}.yaml") if overlay.is_file() else {}
-    return [_read_yaml("2024/defaults.yaml"), suite_layer, {"v2024": {"dims": presets[size]}}]
+    suite_layer = read_yaml(f"2024/{suite}.yaml") if overlay.is_file() else {}
+    return [read_yaml("2024/defaults.yaml"), suite_layer, {"v2024": {"dims": presets[size]}}]
 
 
 def _inactive_layers(recipe: str, suite: str) -> list[dict]:
     """Defaults for the sections of the recipe not in use (they resolve, nothing reads them)."""
     other = other_recipe(recipe)
-    layers = [_read_yaml("defaults.yaml"), _read_yaml(f"{suite}.yaml"),
+    layers = [read_yaml("defaults.yaml"), read_yaml(f"{suite}.yaml"),
               *_recipe_layers(other, suite, PLACEHOLDER_SIZE[other])]
     keep = RECIPE_SECTIONS[other]
     return [{k: v for k, v in layer.items() if k in keep} for layer in layers]
@@ -493,13 +493,13 @@ def load_config(
         OmegaConf.update(user, FLAG_KEYS[name], value, force_add=True)
     user = OmegaConf.merge(user, _parse_overrides(overrides))
 
-    defaults = _read_yaml("defaults.yaml")
+    defaults = read_yaml("defaults.yaml")
     first = _merge(defaults, user)
     recipe, suite = str(first.recipe), suite_of(str(first.env))
     if recipe not in RECIPES:
         raise ConfigError(f"bad value for config key 'recipe': {recipe!r}; accepted: one of {', '.join(RECIPES)}")
     _refuse_other_recipe(user, recipe)
-    suite_file = _read_yaml(f"{suite}.yaml")
+    suite_file = read_yaml(f"{suite}.yaml")
     if recipe == "2024":  # the 2024 overlays may set the size too
         layers = _recipe_layers(recipe, suite, PLACEHOLDER_SIZE[recipe])[:-1]
         size = str(_merge(defaults, suite_file, *layers, user).size)

@@ -31,17 +31,26 @@ NATIVE_BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
 MIN_BF16_CAPABILITY = (8, 0)  # CUDA compute capability with bf16 tensor cores
 
 
-@lru_cache(maxsize=1)
-def cpu_flags() -> frozenset[str]:
-    """The CPU's feature flags from /proc/cpuinfo (empty where there is none, e.g. macOS)."""
+@lru_cache(maxsize=2)
+def _cpuinfo(field: str) -> str:
+    """The first value of `field` in /proc/cpuinfo ('' where there is none, e.g. macOS)."""
     try:
         text = Path("/proc/cpuinfo").read_text()
     except OSError:
-        return frozenset()
+        return ""
     for line in text.splitlines():
-        if line.startswith("flags"):
-            return frozenset(line.split(":", 1)[1].split())
-    return frozenset()
+        if line.startswith(field) and ":" in line:
+            return line.split(":", 1)[1].strip()
+    return ""
+
+
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags (empty where /proc/cpuinfo is missing)."""
+    return frozenset(_cpuinfo("flags").split())
+
+
+def cpu_name() -> str:
+    return _cpuinfo("model name")
 
 
 @torch.compiler.assume_constant_result  # a compiled function (the 2024 policy step) asks it without a graph break
