@@ -16,7 +16,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import torch._inductor.config
 
-from dreamer import precision
+from dreamer import compiler, precision
 from dreamer.agent import Agent
 from dreamer.config import Config
 from dreamer.recipes import build_agent
@@ -136,6 +136,7 @@ def count_update_flops(agent: Agent, batch: dict[str, torch.Tensor]) -> int:
     return counter.get_total_flops()
 
 
+CUDA_LAUNCHES = {"cudaLaunchKernel", "cudaLaunchKernelExC", "cuLaunchKernel", "cuLaunchKernelEx", "cudaGraphLaunch"}
 NOT_KERNELS = {"empty", "empty_strided", "empty_like", "resolve_conj", "resolve_neg", "lift_fresh"}
 HOST_SYNCS = {"_local_scalar_dense", "nonzero", "masked_select", "_unique2",
               "cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaEventSynchronize"}
@@ -160,23 +161,34 @@ def _is_view(op: str) -> bool:
 
 
 def count_update_kernels(agent: Agent, batch: dict[str, torch.Tensor]) -> dict[str, int]:
-    """Kernels one update runs and the host syncs inside it, from the profiler's events: eager
-    aten ops that do work themselves (leaves of the op tree, views and allocations left out),
-    plus Inductor's generated kernels where the update is compiled."""
-    from torch.profiler import profile
+    """Kernels one update runs and the host syncs inside it, from the profiler's events. On the
+    CPU: eager aten ops that do work themselves (leaves of the op tree, views and allocations left
+    out), plus Inductor's generated kernels where the update is compiled. On CUDA: the launches the
+    host makes (kernels, and CUDA graph replays, each one launch however many kernels it holds)."""
+    from torch.profiler import ProfilerActivity, profile
 
-    with profile() as prof:
+    cuda = agent.device.type == "cuda"
+    activities = [ProfilerActivity.CPU, *([ProfilerActivity.CUDA] if cuda else [])]
+    with profile(activities=activities) as prof:
         agent.update(batch)
+        sync(agent.device)
+    return count_kernels(prof.events(), cuda)
+
+
+def count_kernels(events: Any, cuda: bool) -> dict[str, int]:
+    """`count_update_kernels` from a profile's events."""
     kernels = syncs = 0
-    for event in prof.events():
+    for event in events:
         name = event.name
-        if name.startswith("graph_") and "fused" in name or name.startswith("triton_"):
+        if cuda:
+            kernels += name in CUDA_LAUNCHES
+        elif name.startswith("graph_") and "fused" in name or name.startswith("triton_"):
             kernels += 1
             continue
         op = name[len("aten::"):] if name.startswith("aten::") else name
         if op in HOST_SYNCS and not _inside(event, READS_ON_DEVICE):
             syncs += 1
-        if name.startswith("aten::") and not event.cpu_children and op not in NOT_KERNELS and not _is_view(op):
+        if not cuda and name.startswith("aten::") and not event.cpu_children and op not in NOT_KERNELS and not _is_view(op):
             kernels += 1
     return {"kernels": kernels, "host_syncs": syncs}
 
@@ -198,6 +210,40 @@ def agent_and_batch(cfg: Config) -> tuple[Agent, dict[str, torch.Tensor]]:
                                                cfg.replay.batch_length))
 
 
+def time_run(cfg: Config, updates: int) -> dict[str, float]:
+    """A short training run in a temporary folder, timed over `updates` updates after its first
+    (which compiles, or warms the caches): env steps per second and the share of the wall time the
+    device spends on updates (`perf/learner_busy`). The prefill is cut to one window."""
+    import copy
+    import tempfile
+
+    from dreamer.train import Trainer
+
+    cfg = copy.deepcopy(cfg)
+    with tempfile.TemporaryDirectory(prefix="dreamer-bench-") as tmp:
+        cfg.logdir, cfg.run.steps = tmp, 10**12
+        cfg.run.prefill = min(cfg.run.prefill, cfg.replay.batch_length)
+        cfg.run.log_every = cfg.run.save_every = cfg.run.steps
+        cfg.run.save_every_seconds, cfg.run.video_every, cfg.run.eval_episodes = 1e12, 0, 0
+        trainer = Trainer(cfg)
+        try:
+            while trainer.ratio.updates < 1:
+                trainer.iterate()
+            trainer.record_pending()  # the first update done
+            trainer.busy.share()  # the interval starts now
+            steps, start = trainer.progress.step, time.perf_counter()
+            while trainer.ratio.updates < 1 + updates:
+                trainer.iterate()
+            trainer.record_pending()
+            busy = trainer.busy.share()
+            seconds = time.perf_counter() - start
+            return {"learner_busy": busy, "run_measured_steps_per_second": (trainer.progress.step - steps) / seconds}
+        finally:
+            trainer.driver.close()
+            if trainer.logger:
+                trainer.logger.close()
+
+
 def bench(cfg: Config, updates: int, env_steps: int = 500, policy_steps: int = 50) -> dict[str, float | str]:
     """Learner, policy and collection speed of `cfg` on its device, and where the update stands
     against the device's measured matmul peak."""
@@ -210,9 +256,11 @@ def bench(cfg: Config, updates: int, env_steps: int = 500, policy_steps: int = 5
     compiled = agent.compiled
     if compiled:  # Inductor's kernels then show in the profiler, for the kernel count
         torch._inductor.config.cpp.enable_kernel_profile = True
+    warm_calls = compiler.calls_to_steady_state(device) if compiled else 1
     start = time.perf_counter()
-    agent.train(batch)
-    first_update = time.perf_counter() - start
+    for _ in range(warm_calls):
+        agent.train(batch)
+    warm_seconds = time.perf_counter() - start
     learner = time_learner(agent, batch, updates, warmup=0)
     flops = count_update_flops(agent, batch)
     kernels = eager_kernels = count_update_kernels(agent, batch)
@@ -240,7 +288,7 @@ def bench(cfg: Config, updates: int, env_steps: int = 500, policy_steps: int = 5
     return {
         "env": cfg.env, "size": cfg.size, "device": str(device), "threads": torch.get_num_threads(),
         "precision": precision.name(agent.compute_dtype), "compiled": compiled,
-        "compile_seconds": first_update - learner["update_seconds"] if compiled else 0.0,
+        "compile_seconds": warm_seconds - warm_calls * learner["update_seconds"] if compiled else 0.0,
         **agent.parameter_counts(),
         "world_model_ms": 1000 * learner["world_model_seconds"],
         "actor_critic_ms": 1000 * learner["actor_critic_seconds"],
@@ -257,4 +305,5 @@ def bench(cfg: Config, updates: int, env_steps: int = 500, policy_steps: int = 5
         "kernels_per_update": kernels["kernels"],
         "eager_kernels_per_update": eager_kernels["kernels"],
         "host_syncs_per_update": kernels["host_syncs"],
+        **time_run(cfg, updates),
     }

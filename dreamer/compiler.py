@@ -48,6 +48,12 @@ def describe(compiled: bool, device: torch.device) -> str:
     return "on" if device.type in VERIFIED_DEVICES else f"on (unverified on {device.type}: see README, GPU path)"
 
 
+def calls_to_steady_state(device: torch.device) -> int:
+    """Calls of a compiled function before it runs as it will from then on: the first compiles;
+    with CUDA graphs (cudagraph trees) the first runs to warm up and the second records the graph."""
+    return 3 if mode(device) == "reduce-overhead" else 1
+
+
 def mode(device: torch.device) -> str:
     """CUDA graphs on CUDA; Inductor's default elsewhere."""
     return "reduce-overhead" if device.type == "cuda" else "default"

@@ -139,6 +139,7 @@ class RunConfig:
     compile: str = one_of(*COMPILE_SETTINGS)
     compile_threads: int = at_least(0)
     process_group_timeout: float = above(0)
+    agree_every: int = at_least(1)
 
 
 @dataclass

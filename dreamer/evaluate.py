@@ -67,7 +67,13 @@ def evaluate(path: Path, episodes: int, device: str = "auto", out: Path | None =
     if episodes < 1:
         raise ConfigError(f"--episodes must be at least 1, got {episodes}")
     agent, cfg, payload = load_agent(path, device)
-    step = payload["progress"]["step"]
+    return play(agent, cfg, payload["progress"]["step"], payload["path"], episodes, out, stop)
+
+
+def play(agent: AnyAgent, cfg: Any, step: int, source: str, episodes: int, out: Path | None = None,
+         stop: StopRequest | None = None) -> dict[str, Any]:
+    """`evaluate` with an agent at hand: the checkpoint's, or the training run's own at its end
+    (no second agent, and no second set of compiled graphs, beside the first)."""
     envs = min(cfg.run.envs, episodes)
     driver = Driver(make_vector(cfg.env, cfg.environment, envs, seed=cfg.seed + EVAL_SEED_OFFSET),
                     seed=cfg.seed + EVAL_SEED_OFFSET, on_step=lambda step: None)
@@ -86,7 +92,7 @@ def evaluate(path: Path, episodes: int, device: str = "auto", out: Path | None =
                 log.info(f"evaluation: {len(returns)}/{episodes} episodes, mean return {np.mean(returns):.2f}")
     finally:
         driver.close()
-    result = {"checkpoint": payload["path"], "env": cfg.env, "size": cfg.size,
+    result = {"checkpoint": source, "env": cfg.env, "size": cfg.size,
               "step": step, **summarize(cfg.env, finished[:episodes])}
     if out is not None:
         checkpoint.atomic_write(out, lambda f: f.write(json.dumps(result, indent=2).encode()))

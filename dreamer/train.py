@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
+from collections import deque
 import signal
 import time
 from pathlib import Path
@@ -41,9 +42,10 @@ from dreamer.envs import make_vector, spaces
 from dreamer.envs.crafter_env import crafter_score
 from dreamer.envs.driver import Driver, random_policy
 from dreamer.errors import TrainingError
-from dreamer.evaluate import evaluate
+from dreamer.evaluate import play
 from dreamer.imagine import open_loop
 from dreamer.logging import Logger, Mean
+from dreamer.overlap import BusyClock, HostCopy
 from dreamer.recipes import build_agent
 from dreamer.replay import Replay, TrainRatio
 from dreamer.stopping import StopRequest, Stopped
@@ -151,6 +153,9 @@ class Trainer:
         self.finished: list[tuple[int, dict[str, float]]] = []  # (step, episode) not yet recorded
         self.episode_stats = Mean()  # of the episodes recorded since the last log write
         self.timers = {"env": 0.0, "train": 0.0, "env_steps": 0, "updates": 0}
+        self.busy = BusyClock(self.device)
+        self.pending: HostCopy[torch.Tensor] | None = None  # the last update's metrics, not read yet
+        self.write_backs: deque[HostCopy[dict[str, torch.Tensor]]] = deque()  # 2024 latents on their way
         self.logged_step = -1
         self.nonfinite = 0  # updates skipped in a row
         self.warm = False  # whether this process has made an update (compiled)
@@ -220,6 +225,8 @@ class Trainer:
     def save(self) -> Path | None:
         """Every rank flushes its replay; rank 0 writes one checkpoint holding all ranks' RNG and
         replay states (returns its path; None on other ranks)."""
+        self.record_pending()
+        self.apply_write_backs()
         self.gather_episodes()
         self.replay.flush()
         policy_state = None
@@ -256,14 +263,21 @@ class Trainer:
         after observing the step, for the 2024 recipe)."""
         self.replay.add({**step, **self.agent.stored_step(self.policy.state)})
 
-    def collect(self) -> None:
-        """One step of every env (of every rank); the episodes it finishes wait in `finished`."""
+    def iterate(self) -> None:
+        """One step of every env (of every rank) and the updates it pays for. The updates are
+        launched between choosing the actions and stepping the envs, so on a GPU the device trains
+        while the envs step; the numbers are those of acting, stepping, then training. The
+        episodes it finishes wait in `finished`."""
         prefill = self.progress.step < self.cfg.run.prefill
         start = time.perf_counter()
-        episodes = self.driver.step(self.random if prefill else self.policy)
-        self.timers["env"] += time.perf_counter() - start
-        self.timers["env_steps"] += self.cfg.run.envs
+        episodes = self.driver.act(self.random if prefill else self.policy)
+        acting = time.perf_counter() - start
         self.progress.step += self.steps_per_iteration
+        self.learn()
+        start = time.perf_counter()
+        episodes += self.driver.advance()
+        self.timers["env"] += acting + time.perf_counter() - start
+        self.timers["env_steps"] += self.cfg.run.envs
         self.finished += [(self.progress.step, episode) for episode in episodes]
 
     def gather_episodes(self) -> None:
@@ -277,8 +291,10 @@ class Trainer:
             self.episode_stats.add(record_episodes([episode], self.progress))
 
     def learn(self) -> None:
-        """The updates the new steps pay for. Each update's metrics are read once the next update
-        is under way, so no update waits for the host."""
+        """The updates the new steps pay for, launched without waiting for the device: an update's
+        metrics are read once the next one is queued (`pending`), and the 2024 latents reach the
+        replay at the next `learn` (or save), copied to the host meanwhile (`dreamer.overlap`)."""
+        self.apply_write_backs()  # before any batch is sampled: the replay then holds them
         if self.progress.step <= self.cfg.run.prefill:
             return  # the ratio counts policy steps after the prefill
         if not self.ratio.steps and self.replay.items() < self.agent.min_replay_windows:
@@ -288,20 +304,28 @@ class Trainer:
         if count == 0:
             return
         start = time.perf_counter()
-        pending = None
-        latents = []
         for batch in self.batches(count):
-            launched = self.agent.update(batch)
-            if pending is not None:
-                self.record_update(pending)
-            latents.append(self.agent.take_latents())
-            pending = launched
-        self.record_update(pending)
-        for values in latents:  # after the loop: no batch is being sampled while the replay changes
-            if values is not None:
-                self.replay.write_back({key: value.cpu().numpy() for key, value in values.items()})
+            self.busy.start()
+            launched = HostCopy(self.agent.update(batch))
+            self.busy.stop()
+            self.record_pending()
+            self.pending = launched
+            latents = self.agent.take_latents()
+            if latents is not None:
+                self.write_backs.append(HostCopy(latents))
         self.timers["train"] += time.perf_counter() - start
         self.timers["updates"] += count
+
+    def apply_write_backs(self) -> None:
+        """The stored latents of the updates launched so far, into the replay, in update order."""
+        while self.write_backs:
+            self.replay.write_back({key: value.numpy() for key, value in self.write_backs.popleft().get().items()})
+
+    def record_pending(self) -> None:
+        """The metrics of the last update launched, once (waits for that update alone)."""
+        if self.pending is not None:
+            self.record_update(self.pending.get())
+            self.pending = None
 
     def batches(self, count: int) -> Iterator[dict[str, torch.Tensor]]:
         """`count` replay batches on the device. The first update of a process compiles (and on
@@ -335,6 +359,7 @@ class Trainer:
                                 f"{self.progress.step}); stopped, {kept}; run.max_nonfinite={limit}")
 
     def log(self) -> None:
+        self.record_pending()
         self.gather_episodes()
         values = {**self.metrics.pop(), **self.episode_stats.pop(), **cumulative_metrics(self.progress)}
         t = self.timers
@@ -342,6 +367,7 @@ class Trainer:
             values["perf/env_steps_per_second"] = t["env_steps"] / t["env"]
         if t["train"] > 0:
             values["perf/updates_per_second"] = t["updates"] / t["train"]
+        values["perf/learner_busy"] = self.busy.share()  # device time in updates / wall time
         values["perf/train_ratio"] = self.ratio.achieved()
         values["perf/updates"] = self.ratio.updates
         values["perf/replay_steps"] = len(self.replay)
@@ -371,11 +397,15 @@ class Trainer:
         else:
             self.logger.figure("imagine/open_loop", render.vector_plot(result), self.progress.step)
 
-    def decide(self) -> tuple[bool, bool]:
+    def decide(self, before: int) -> tuple[bool, bool]:
         """(stop, save now): a signal asked to stop, or `run.save_every_seconds` have passed since
-        the last checkpoint. Every rank takes the same decision (the maximum over ranks)."""
+        the last checkpoint. Every rank takes the same decision (the maximum over ranks), agreed
+        every `run.agree_every` steps: agreeing reads the host, which waits for the device."""
         local = [self.stop.requested, time.monotonic() - self.saved_time >= self.cfg.run.save_every_seconds]
         if self.ranks.world > 1:
+            every = self.cfg.run.agree_every
+            if self.progress.step // every == before // every:
+                return False, False
             local = distributed.maximum(torch.tensor(local, dtype=torch.uint8, device=self.device)).tolist()
         return bool(local[0]), bool(local[1])
 
@@ -386,13 +416,12 @@ class Trainer:
         try:
             while self.progress.step < cfg.steps and not stop:
                 before = self.progress.step
-                self.collect()
-                self.learn()
+                self.iterate()
                 console.update(self.progress.step - before, self.ratio.updates, self.progress.last_return)
                 if self.progress.step // cfg.log_every > before // cfg.log_every:
                     self.log()
                     console.line(self.progress.step, self.ratio.updates, self.progress.last_return)
-                stop, save_now = self.decide()
+                stop, save_now = self.decide(before)
                 if save_now or self.progress.step // cfg.save_every > before // cfg.save_every:
                     self.save()
                 if self.logger and cfg.video_every and self.progress.step // cfg.video_every > before // cfg.video_every:
@@ -409,8 +438,10 @@ class Trainer:
         if stop:
             # the signal this rank received, or SIGTERM where another rank's signal stopped it
             raise Stopped(self.stop.signum or signal.SIGTERM, self.progress.step)
-        if cfg.eval_episodes and self.ranks.main:
-            evaluate(self.logdir, cfg.eval_episodes, self.cfg.device, self.logdir / "eval.json", self.stop)
+        if cfg.eval_episodes and self.ranks.main:  # the training agent plays: no second agent on the device
+            saved = checkpoint.list_checkpoints(self.logdir / "checkpoints")[-1]
+            play(self.agent, self.cfg, self.progress.step, str(saved), cfg.eval_episodes, self.logdir / "eval.json",
+                 self.stop)
         return self.progress
 
 

@@ -32,7 +32,7 @@ import torch
 from tests.conftest import train_args
 
 FAULTS = ("replace", "append", "timer", "corrupt")
-TIMING_KEYS = ("perf/env_steps_per_second", "perf/updates_per_second")
+TIMING_KEYS = ("perf/env_steps_per_second", "perf/updates_per_second", "perf/learner_busy")
 
 
 def run_args(logdir: Path, steps: int) -> list[str]:

@@ -189,17 +189,17 @@ def test_crashed_and_hung_subprocess_envs_are_restarted(tmp_path, monkeypatch, c
     faults.mkdir()
     monkeypatch.setenv("DREAMER_FAULT_DIR", str(faults))
     steps_seen = []
-    plain_step = driver.Driver.step
+    plain_advance = driver.Driver.advance
 
-    def step(self, policy):
+    def advance(self):
         steps_seen.append(len(steps_seen))
         if len(steps_seen) == 30:
             (faults / "crash").touch()
         if len(steps_seen) == 60:
             (faults / "hang").touch()
-        return plain_step(self, policy)
+        return plain_advance(self)
 
-    monkeypatch.setattr(driver.Driver, "step", step)
+    monkeypatch.setattr(driver.Driver, "advance", advance)
     logdir = tmp_path / "run"
     args = train_args(logdir, "gym:tests.fault_envs:Faulty-v0", 200, "--envs", "2", "--set", "environment.timeout=3")
     assert main(args) == 0

@@ -141,9 +141,16 @@ def test_eval_errors(tmp_path, capsys):
     assert "is unreadable" in capsys.readouterr().err
 
 
-def test_parallel_envs_and_eval_at_the_end(tmp_path):
+def test_parallel_envs_and_eval_at_the_end(tmp_path, monkeypatch):
+    """The final evaluation plays with the training agent: building (and compiling) a second one
+    while the first still held its device memory doubled the peak at the end of a run."""
+    from dreamer.agent import AgentBase
+
+    built, init = [], AgentBase.__init__
+    monkeypatch.setattr(AgentBase, "__init__", lambda self, *args: built.append(type(self)) or init(self, *args))
     logdir = tmp_path / "run"
     assert main(train_args(logdir, "gym:CartPole-v1", 100, "--envs", "2", "--set", "run.eval_episodes=2")) == 0
+    assert len(built) == 1
     payload = checkpoint.load_latest(logdir / "checkpoints")[1]
     assert payload["progress"]["step"] == 100
     assert payload["ratio"]["steps"] == 50  # both envs' steps after the prefill count
@@ -151,7 +158,8 @@ def test_parallel_envs_and_eval_at_the_end(tmp_path):
     assert {p.name.split("-")[0] for p in (logdir / "replay").glob("*.npz")} == {"env0", "env1"}
     episodes = [json.loads(line) for line in (logdir / "episodes.jsonl").read_text().splitlines()]
     assert episodes and all(ep["length"] == ep["return"] for ep in episodes)  # CartPole pays +1 a step
-    assert json.loads((logdir / "eval.json").read_text())["episodes"] == 2
+    result = json.loads((logdir / "eval.json").read_text())
+    assert result["episodes"] == 2 and result["checkpoint"] == str(logdir / "checkpoints" / "ckpt-0000000100.pt")
 
 
 def test_episode_statistics_by_hand():

@@ -60,15 +60,15 @@ def test_training_starts_at_a_full_batch_of_windows_and_writes_latents_back(tmp_
     trainer = Trainer(cfg)
     try:
         while trainer.replay.items() < 4 * 16:
-            trainer.collect()
-            trainer.learn()
+            trainer.iterate()
             assert trainer.ratio.updates == 0
         assert trainer.progress.step == 4 * 16 + 16  # windows of 16 + 1 steps, one env, no prefill
         policy_latents = trainer.replay.data["deter"][0, :trainer.progress.step].copy()
         while trainer.ratio.updates == 0:
-            trainer.collect()
-            trainer.learn()
-        assert not trainer.replay.pending
+            trainer.iterate()
+        assert trainer.replay.pending and trainer.write_backs  # on their way to the host
+        trainer.apply_write_backs()  # what the next iteration's updates (or a save) do first
+        assert not trainer.replay.pending and not trainer.write_backs
         changed = (trainer.replay.data["deter"][0, :len(policy_latents)] != policy_latents).any(-1)
         assert 0 < changed.sum() <= 4 * 16  # the trained steps of the batch's windows, not their context steps
     finally:

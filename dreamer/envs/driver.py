@@ -28,7 +28,9 @@ def random_policy(act_space: gym.spaces.Space, envs: int, rng: np.random.Generat
 
 class Driver:
     """Holds the vector env and its last observation. `step(policy)` acts once in every env,
-    passes `{obs, action}` to `on_step`, and returns the episodes that ended with this step.
+    passes `{obs, action}` to `on_step`, and returns the episodes that ended with this step. It is
+    `act(policy)` then `advance()`: a caller can do other work between the two (the training loop
+    launches its updates there, so the device trains while the envs step).
 
     Given `restart(seed) -> VectorEnv`, a fault while stepping (a subprocess env that crashed, raised,
     or took longer than `timeout` seconds) closes the envs, ends their running episodes as truncated
@@ -43,10 +45,17 @@ class Driver:
         self.returns = np.zeros(self.count)
         self.lengths = np.zeros(self.count, np.int64)
         self.restarts = 0
+        self.env_action: np.ndarray | None = None  # chosen by `act`, taken by `advance`
 
     def step(self, policy: Policy) -> list[dict[str, float]]:
+        episodes = self.act(policy)
+        return episodes + self.advance()
+
+    def act(self, policy: Policy) -> list[dict[str, float]]:
+        """The policy's actions for the last observation, handed to `on_step` with it; returns the
+        episodes that ended with that observation. `advance()` then steps the envs."""
         obs = self.obs
-        model_action, env_action = policy(obs)
+        model_action, self.env_action = policy(obs)
         self.on_step({**obs, "action": model_action})
         self.returns = np.where(obs["is_first"], 0.0, self.returns + obs["reward"])
         self.lengths = np.where(obs["is_first"], 0, self.lengths + 1)
@@ -57,13 +66,19 @@ class Driver:
                 if key.startswith(LOG_PREFIX):
                     episode[key[len(LOG_PREFIX):]] = float(obs[key][env])
             episodes.append(episode)
+        return episodes
+
+    def advance(self) -> list[dict[str, float]]:
+        """Step every env with the actions of the last `act`; returns the episodes a fault in the
+        envs cut short (ended as truncated), else none."""
+        ended = self.obs["is_last"]
         try:
-            self.obs = self._step(env_action)
+            self.obs = self._step(self.env_action)
         except Exception as err:  # noqa: BLE001 -- whatever a broken env raises
             if self.restart is None:
                 raise
-            episodes += self._recover(err, obs["is_last"])
-        return episodes
+            return self._recover(err, ended)
+        return []
 
     def _step(self, env_action: np.ndarray) -> dict[str, np.ndarray]:
         if isinstance(self.envs, gym.vector.AsyncVectorEnv):
