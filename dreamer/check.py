@@ -175,8 +175,8 @@ def stop_and_continue(recipe: str, device: torch.device, compile_setting: str, q
     class InterruptedAt(Trainer):
         """Sends this process SIGINT once `stop_at` steps are collected."""
 
-        def collect(self) -> None:
-            super().collect()
+        def iterate(self) -> None:
+            super().iterate()
             if self.progress.step == stop_at:
                 signal.raise_signal(signal.SIGINT)
 
