@@ -35,7 +35,7 @@ def resolve_device(name: str) -> torch.device:
 class AgentBase(nn.Module):
     """What both recipes' agents share: precision, host-to-device transfers, reading metrics,
     acting for N envs and turning model-form actions into env actions. Subclasses set `discrete`,
-    `precision`, `metric_names` and `replicas` and implement `update`, `initial_policy_state` and `act`.
+    `precision`, `metric_names` and `loss_modules` and implement `update`, `initial_policy_state` and `act`.
 
     What the replay keeps for an agent, by default the steps alone: no values stored beside them,
     no context step before a window, no online queue, training from the first window (after the
@@ -51,9 +51,9 @@ class AgentBase(nn.Module):
     def __init__(self, compile_setting: str):
         super().__init__()
         self.compile_setting = compile_setting
-        # What the updates call, by name: the loss modules themselves, or their DDP wrappers
-        # after `distribute()`; subclasses fill it.
-        self.replicas: dict[str, nn.Module] = {}
+        # What the updates call, by name: the loss modules (compiled where `run.compile` says so,
+        # in `losses()`); subclasses fill it.
+        self.loss_modules: dict[str, nn.Module] = {}
         self._losses: dict[str, Callable] = {}
         self._policy_steps: dict[str, Callable] = {}
 
@@ -62,20 +62,27 @@ class AgentBase(nn.Module):
         """Whether updates and policy steps run through `torch.compile` (`run.compile`)."""
         return compiler.enabled(self.compile_setting, self.device)
 
+    def distribute(self) -> None:
+        """Join a data-parallel run (call after `.to(device)`): rank 0's parameters and buffers on
+        every rank. The optimisers average the gradients over the ranks after each backward pass,
+        outside the compiled graphs (`dreamer.distributed`); the return-norm buffers agree because
+        every rank takes the percentiles of the gathered returns."""
+        distributed.broadcast_from_main([*self.parameters(), *self.buffers()])
+
     def losses(self) -> dict[str, Callable]:
-        """The losses updates call: `replicas`, compiled where `run.compile` says so (built on
-        first use, after `.to()` and `distribute()`)."""
+        """The losses updates call: `loss_modules`, compiled where `run.compile` says so (built on
+        first use, after `.to()`)."""
         if not self._losses:
-            self._losses = dict(self.replicas)
+            self._losses = dict(self.loss_modules)
             if self.compiled:
                 self._losses = {name: compiler.Compiled(fn, self.device, f"{name} loss")
-                                for name, fn in self.replicas.items()}
+                                for name, fn in self.loss_modules.items()}
         return self._losses
 
     @contextmanager
     def eager(self) -> Iterator[None]:
         """Updates inside the block run uncompiled (for FLOP and op counters)."""
-        saved, self._losses = self.losses(), dict(self.replicas)
+        saved, self._losses = self.losses(), dict(self.loss_modules)
         try:
             yield
         finally:
@@ -183,7 +190,7 @@ class Agent(AgentBase):
         self._optims: dict[str, Optimizer] = {}
         self.metric_names: list[str] = []
         self.frozen_wm = FrozenView(self.wm, leave_out=(self.wm.encoder, self.wm.decoder))
-        self.replicas = {"world_model": self.wm, "behavior": self.behavior}
+        self.loss_modules = {"world_model": self.wm, "behavior": self.behavior}
 
     @property
     def device(self) -> torch.device:
@@ -210,17 +217,6 @@ class Agent(AgentBase):
                 "critic": Optimizer(cfg.critic, self.behavior.critic.parameters()),
             }
         return self._optims
-
-    def distribute(self) -> None:
-        """Average gradients over the ranks of the process group (call after `.to(device)`).
-        DDP broadcasts rank 0's parameters now; the return-norm buffers stay per rank, and agree
-        because every rank takes the percentiles of the gathered returns."""
-        from torch.nn.parallel import DistributedDataParallel as DDP
-
-        ids = [self.device.index] if self.device.type == "cuda" else None
-        self._losses = {}  # built again around the replicas
-        self.replicas = {"world_model": DDP(self.wm, device_ids=ids),
-                         "behavior": DDP(self.behavior, device_ids=ids, broadcast_buffers=False)}
 
     def frozen_world_model(self) -> WorldModel:
         """The world model without parameter gradients, its weights cast once per update (call inside
@@ -258,7 +254,7 @@ class Agent(AgentBase):
         start_cont = 1.0 - batch["is_terminal"].flatten().float()
         with self.autocast():
             wm = self.frozen_world_model()
-            actor_loss, critic_loss, metrics = self.losses()["behavior"](wm, start, start_cont)
+            actor_loss, critic_loss, metrics = self.behavior.loss(wm, start, start_cont, self.losses()["behavior"])
         actor, critic = self.optimizers()["actor"], self.optimizers()["critic"]
         actor.zero_grad()
         critic.zero_grad()

@@ -41,17 +41,33 @@ def lambda_return(reward: Tensor, value: Tensor, cont: Tensor, lam: float | Tens
     return torch.stack(returns[::-1], 1)
 
 
-def normalized_advantage(returns: Tensor, value: Tensor, scale: Tensor) -> Tensor:
-    """(R_t - v(s_t)) / S for t < H. returns (N, H), value (N, H+1) -> (N, H). The baseline keeps
-    its gradient, as in the reference P1 code: for a continuous actor trained by dynamics
-    backprop, v(s_t) of an imagined s_t depends on the earlier actions (design.md, actor)."""
-    return (returns - value[:, :-1]) / scale
+def advantage(returns: Tensor, value: Tensor) -> Tensor:
+    """R_t - v(s_t) for t < H, before the division by the return scale S. returns (N, H), value
+    (N, H+1) -> (N, H). The baseline keeps its gradient, as in the reference P1 code: for a
+    continuous actor trained by dynamics backprop, v(s_t) of an imagined s_t depends on the
+    earlier actions (design.md, actor)."""
+    return returns - value[:, :-1]
 
 
-def actor_loss(objective: Tensor, entropy: Tensor, weight: Tensor, eta: float) -> Tensor:
-    """-mean(w (objective + eta H(pi)))  (P1 eq. 8). For REINFORCE the objective is
-    sg(adv) log pi(a); for dynamics backprop it is the normalised advantage itself. (N, H) each."""
-    return -(weight * (objective + eta * entropy)).mean()
+def actor_loss_terms(objective: Tensor, entropy: Tensor, weight: Tensor, eta: float) -> tuple[Tensor, Tensor]:
+    """The two terms of the actor loss apart: -mean(w objective) and -mean(w eta H(pi)). (N, H) each.
+    For REINFORCE the objective is sg(R - v) log pi(a); for dynamics backprop it is R - v itself."""
+    return -(weight * objective).mean(), -(weight * eta * entropy).mean()
+
+
+def actor_loss(objective: Tensor, entropy: Tensor, weight: Tensor, eta: float, scale: Tensor | float = 1.0) -> Tensor:
+    """-mean(w (objective / S + eta H(pi)))  (P1 eq. 8), the advantage scaled by S = `scale`.
+
+    Scaling the objective's mean instead of each advantage is the same loss (S is one number,
+    without gradient), and lets the loss graphs end before S is known: S comes from the returns of
+    every rank (`ReturnNorm.update`), which the graph hands out, so no collective runs in a graph."""
+    objective_term, entropy_term = actor_loss_terms(objective, entropy, weight, eta)
+    return scale_actor_loss(objective_term, entropy_term, scale)
+
+
+def scale_actor_loss(objective_term: Tensor, entropy_term: Tensor, scale: Tensor | float) -> Tensor:
+    """`actor_loss` from its two terms and the return scale S."""
+    return objective_term / scale + entropy_term
 
 
 def critic_loss(twohot: TwoHot, logits: Tensor, returns: Tensor, slow_value: Tensor, weight: Tensor,
@@ -156,16 +172,13 @@ class Behavior(nn.Module):
             return action, torch.stack([dist.log_prob(action.detach()), dist.entropy()], -1)
         return action, dist.entropy()[..., None]
 
-    def forward(
-        self, wm: WorldModel, start: Latent, start_cont: Tensor
-    ) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
-        """`loss`, as DDP calls it."""
-        return self.loss(wm, start, start_cont)
+    def forward(self, wm: WorldModel, start: Latent, start_cont: Tensor) -> dict[str, Tensor]:
+        """`imagine`, as a module call (what `run.compile` compiles)."""
+        return self.imagine(wm, start, start_cont)
 
-    def loss(
-        self, wm: WorldModel, start: Latent, start_cont: Tensor
-    ) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
-        """Actor and critic losses from imagined rollouts.
+    def imagine(self, wm: WorldModel, start: Latent, start_cont: Tensor) -> dict[str, Tensor]:
+        """Everything of the actor and critic losses that does not need the return scale S:
+        rollouts, lambda-returns, the critic loss and the actor loss's two terms before scaling.
 
         wm: the world model's frozen view (`Agent.frozen_world_model`), so no gradient reaches its
         parameters; start: posterior states (N, ...), gradients stopped; start_cont (N,) = 1 - is_terminal.
@@ -184,16 +197,14 @@ class Behavior(nn.Module):
         returns = lambda_return(reward, value, cont, self.cfg.lam)  # (N, H)
         weight = torch.cumprod(cont, 1).detach()[:, :-1]  # (N, H)
 
-        self.return_norm.update(returns)
-        scale = self.return_norm.scale()
-        adv = normalized_advantage(returns, value, scale)  # (N, H); value is detached for REINFORCE
+        adv = advantage(returns, value)  # (N, H), unscaled; value is detached for REINFORCE
         if discrete:
             logp, entropy = aux.unbind(-1)
             objective = adv.detach() * logp
         else:
             entropy = aux[..., 0]
             objective = adv
-        policy = actor_loss(objective, entropy, weight, self.actor_cfg.entropy)
+        objective_term, entropy_term = actor_loss_terms(objective, entropy, weight, self.actor_cfg.entropy)
 
         with torch.no_grad():
             # A contiguous copy: a Linear on the strided slice runs as a batched matmul with the
@@ -201,17 +212,36 @@ class Behavior(nn.Module):
             slow_value = self.twohot.mean(self.slow_critic(feat[:, :-1].detach().contiguous()))
         value_loss = critic_loss(self.twohot, critic_logits[:, :-1], returns, slow_value, weight,
                                  self.critic_cfg.slow_reg)
-
-        metrics = {
-            "loss/actor": policy.detach(),
-            "loss/critic": value_loss.detach(),
+        return {
+            "objective_term": objective_term, "entropy_term": entropy_term, "critic_loss": value_loss,
+            "returns": returns.detach(),
             "actor/entropy": entropy.mean().detach(),
             "behavior/return": returns.mean().detach(),
             "behavior/value": value[:, :-1].mean().detach(),
             "behavior/imag_reward": reward[:, 1:].mean().detach(),
+            "behavior/advantage_abs_unscaled": adv.abs().mean().detach(),
+        }
+
+    def loss(self, wm: WorldModel, start: Latent, start_cont: Tensor, imagine_of=None
+             ) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
+        """Actor and critic losses from imagined rollouts (P1 eq. 6-8). `imagine_of` runs `imagine`
+        (this module compiled, by default the module itself); the return percentiles of every rank
+        and the actor loss's scaling by S follow outside it (see `actor_loss`)."""
+        parts = (imagine_of or self)(wm, start, start_cont)
+        self.return_norm.update(parts["returns"])
+        scale = self.return_norm.scale()
+        policy = scale_actor_loss(parts["objective_term"], parts["entropy_term"], scale)
+        value_loss = parts["critic_loss"]
+        metrics = {
+            "loss/actor": policy.detach(),
+            "loss/critic": value_loss.detach(),
+            "actor/entropy": parts["actor/entropy"],
+            "behavior/return": parts["behavior/return"],
+            "behavior/value": parts["behavior/value"],
+            "behavior/imag_reward": parts["behavior/imag_reward"],
             "behavior/return_scale": scale.detach(),
             "behavior/return_low": self.return_norm.low.clone(),
             "behavior/return_high": self.return_norm.high.clone(),
-            "behavior/advantage_abs": adv.abs().mean().detach(),
+            "behavior/advantage_abs": parts["behavior/advantage_abs_unscaled"] / scale,
         }
         return policy, value_loss, metrics

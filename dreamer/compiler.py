@@ -1,6 +1,6 @@
 """Compiled updates (`run.compile`): the one place that decides whether and how to compile.
 
-The losses an agent names in `replicas` are each compiled whole by `torch.compile` (TorchDynamo +
+The losses an agent names in `loss_modules` are each compiled whole by `torch.compile` (TorchDynamo +
 Inductor): under P1 the world-model loss and the imagination/actor/critic loss, under 2024 the one
 loss of its update (`dreamer.v2024.learner.Learner.losses`). One graph each, the RSSM's observe
 steps and the imagination steps unrolled at their fixed trip counts, elementwise work fused;
@@ -31,6 +31,7 @@ T = TypeVar("T")
 
 log = logging.getLogger("dreamer")
 SETTINGS = ("auto", "on", "off")
+BACKEND: str | Callable = "inductor"  # torch.compile's backend; tests trace with "aot_eager" (no code generation)
 AUTO_DEVICES: tuple[str, ...] = ()  # device types where `auto` compiles: none until measured
 VERIFIED_DEVICES = ("cpu",)  # device types where compiled updates have run against eager (tests)
 
@@ -71,7 +72,10 @@ class Compiled:
     2024 posteriors written back to the replay. `tests/test_compile.py` emulates the rule on CPU."""
 
     def __init__(self, fn: Callable, device: torch.device, name: str):
-        self.fn = torch.compile(fn, mode=mode(device), dynamic=False)
+        if BACKEND == "inductor":
+            self.fn = torch.compile(fn, mode=mode(device), dynamic=False)
+        else:  # another backend takes no Inductor mode
+            self.fn = torch.compile(fn, backend=BACKEND, dynamic=False)
         self.name = name
         self.compile_seconds: float | None = None
 

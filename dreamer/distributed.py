@@ -1,10 +1,17 @@
 """Data-parallel training over the processes `torchrun` starts (one per device).
 
-Each rank runs its own envs and replay and trains the same model on its own batches;
-DistributedDataParallel averages the gradients, so an update with R ranks equals one on the
-R batches together. What the loss needs from the whole batch is gathered: the return percentiles
-(P1 eq. 8) are taken over every rank's imagined returns. Step counters count all ranks' steps.
-Outside `torchrun` (or with one process) every helper here is the identity and nothing is sent.
+Each rank runs its own envs and replay and trains the same model on its own batches: rank 0's
+weights are broadcast once (`broadcast_from_main`), and after every backward pass the gradients
+are averaged (`average_gradients`), so an update with R ranks equals one on the R batches together.
+What the loss needs from the whole batch is gathered: the return percentiles (P1 eq. 8) are taken
+over every rank's imagined returns. Step counters count all ranks' steps. Outside `torchrun` (or
+with one process) every helper here is the identity and nothing is sent.
+
+Every collective runs in eager code between the compiled loss graphs, never inside one: DDP's
+gradient hooks would split a compiled graph at every gradient bucket (DDPOptimizer), and a
+collective inside a CUDA graph ties the graph to NCCL's capture support. The gradients go in one
+all-reduce of all of them flattened, after the backward pass, where DDP overlaps bucketed
+all-reduces with it; with updates of 10-200M parameters that overlap is a small share.
 """
 
 from __future__ import annotations
@@ -85,6 +92,31 @@ def set_compile_threads(threads: int) -> None:
 def shutdown() -> None:
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def broadcast_from_main(tensors: list[Tensor]) -> None:
+    """Overwrite `tensors` (parameters, buffers) with rank 0's, in place."""
+    if not active():
+        return
+    with torch.no_grad():
+        for tensor in tensors:
+            dist.broadcast(tensor, src=0)
+
+
+def average_gradients(params: list[Tensor]) -> None:
+    """Each parameter's gradient becomes its mean over the ranks: one all-reduce of every gradient
+    flattened together. A parameter without a gradient on this rank takes part with zeros."""
+    if not active():
+        return
+    grads = []
+    for param in params:
+        if param.grad is None:
+            param.grad = torch.zeros_like(param)
+        grads.append(param.grad)
+    flat = torch.cat([grad.reshape(-1) for grad in grads])  # (sum of sizes,)
+    dist.all_reduce(flat)
+    flat /= dist.get_world_size()
+    torch._foreach_copy_(grads, [part.view_as(grad) for part, grad in zip(flat.split([g.numel() for g in grads]), grads)])
 
 
 def mean(tensor: Tensor) -> Tensor:

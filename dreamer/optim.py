@@ -32,11 +32,13 @@ class Optimizer:
         self.adam.zero_grad(set_to_none=True)
 
     def clip_and_step(self, loss: Tensor) -> Tensor:
-        """Clip and step after `loss` was backpropagated; skipped if the loss or gradient is non-finite."""
+        """Average the gradients over the ranks, clip and step after `loss` was backpropagated;
+        skipped if the loss or gradient is non-finite."""
+        distributed.average_gradients(self.params)
         norm = nn.utils.clip_grad_norm_(self.params, self.clip, foreach=True)
         nonfinite = (~(torch.isfinite(norm) & torch.isfinite(loss.detach()))).float()
-        # Under DDP every rank must skip together: the gradients are averaged, so a rank that
-        # stepped while another skipped would leave the replicas apart for good.
+        # In a data-parallel run every rank must skip together: the gradients are averaged, so a rank that
+        # stepped while another skipped would leave the ranks' weights apart for good.
         self.adam.found_inf.copy_(distributed.maximum(nonfinite))
         self.adam.step()
         return norm

@@ -1,5 +1,5 @@
 """The one place that maps `recipe` to its agent: 2023 = P1 (arXiv 2301.04104v1, `dreamer.agent`),
-2024 = v2 / Nature (`dreamer.v2024`). Both share the loop, replay, logging, checkpoints and DDP.
+2024 = v2 / Nature (`dreamer.v2024`). Both share the loop, replay, logging, checkpoints and data parallelism.
 
 What differs for the loop is asked of the agent, not of the recipe name:
     `stored_keys()`        extra per-step values the replay keeps (the 2024 latents; none for P1)

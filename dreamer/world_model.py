@@ -201,7 +201,7 @@ class WorldModel(nn.Module):
         return out
 
     def forward(self, batch: dict[str, Tensor]) -> tuple[Tensor, Latent, dict[str, Tensor]]:
-        """`loss`, as DDP calls it."""
+        """`loss`, as a module call (what `run.compile` compiles)."""
         return self.loss(batch)
 
     def loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, Latent, dict[str, Tensor]]:

@@ -202,8 +202,7 @@ def test_continuous_actor_as_the_reference_trains_it(monkeypatch):
     kept = actor_grads()
     hook.remove()
     assert len(inputs) == agent.behavior.cfg.horizon and not any(x.requires_grad for x in inputs)
-    plain = behavior_module.normalized_advantage
-    monkeypatch.setattr(behavior_module, "normalized_advantage",
-                        lambda returns, value, scale: plain(returns, value.detach(), scale))
+    plain = behavior_module.advantage
+    monkeypatch.setattr(behavior_module, "advantage", lambda returns, value: plain(returns, value.detach()))
     stopped = actor_grads()
     assert any(not torch.allclose(kept[n], stopped[n]) for n in kept)

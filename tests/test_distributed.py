@@ -31,15 +31,16 @@ def _batch(rank: int) -> dict[str, torch.Tensor]:
 
 def _rank_main(rank: int, store: str, out: str) -> None:
     dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=WORLD)
-    torch.manual_seed(rank)  # rank 1 builds other weights; DDP must replace them by rank 0's
+    torch.manual_seed(rank)  # rank 1 builds other weights; distribute() must replace them by rank 0's
     agent = Agent(tiny_config(env="gym:CartPole-v1"), obs_space(image=False, vector=4), act_space(size=2))
     agent.distribute()
     reference = _agent()  # seed 0, as rank 0
     same_start = all(torch.equal(a, b) for a, b in zip(agent.parameters(), reference.parameters()))
 
     torch.manual_seed(10 + rank)
-    loss, _, _ = agent.replicas["world_model"](_batch(rank))
+    loss, _, _ = agent.loss_modules["world_model"](_batch(rank))
     loss.backward()
+    distributed.average_gradients(list(agent.wm.parameters()))
     wm_grads = [p.grad.clone() for p in agent.wm.parameters()]
     agent.zero_grad(set_to_none=True)
 
@@ -141,3 +142,63 @@ def test_setup_gives_collectives_time_for_a_first_compile_and_shares_the_cores(m
     assert torch._inductor.config.compile_threads == 4
     distributed.setup("cpu", timeout_minutes=5, compile_threads=3)  # the config key overrides
     assert torch._inductor.config.compile_threads == 3 and calls[-1][1]["timeout"].total_seconds() == 300
+
+
+COLLECTIVES = ("c10d", "all_reduce", "all_gather", "broadcast", "reduce_scatter")
+
+
+def _compiled_rank_main(rank: int, store: str, out: str) -> None:
+    """Both recipes compiled (traced with aot_eager: the graphs Inductor would get, no code
+    generation) in a data-parallel run of two gloo processes, each on its own batches."""
+    from torch._dynamo.backends.common import aot_autograd
+    from torch._dynamo.backends.debugging import aot_eager
+
+    from dreamer import compiler
+    from dreamer.bench import agent_batch
+    from dreamer.config import load_config
+    from dreamer.recipes import build_agent
+    from tests.conftest import TINY_2024
+
+    graphs: list[torch.fx.GraphModule] = []
+
+    def recording(gm, example_inputs):
+        graphs.append(gm)
+        return aot_eager(gm, example_inputs)
+
+    compiler.BACKEND = recording
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=WORLD)
+    obs, act = obs_space(image=False, vector=4), act_space(size=2)
+    result = {}
+    for recipe, overrides in (("2023", ["dims.deter=32", "dims.units=32", "dims.layers=1", "behavior.horizon=2",
+                                        "encoder.mlp_units=32", "encoder.mlp_layers=1", "decoder.mlp_units=32",
+                                        "decoder.mlp_layers=1", "run.precision=fp32"]),
+                              ("2024", [*TINY_2024, "behavior.horizon=2"])):
+        graphs.clear()
+        torch._dynamo.reset()
+        torch.manual_seed(rank)
+        agent = build_agent(load_config([*overrides, "run.compile=on"], {"env": "gym:CartPole-v1", "recipe": recipe}),
+                            obs, act)
+        agent.distribute()
+        metrics = [agent.train(agent_batch(agent, obs, act, 2, 4, seed=10 * rank + i)) for i in range(2)]
+        inside = sorted({str(node.target) for gm in graphs for node in gm.graph.nodes
+                         if any(name in str(node.target) for name in COLLECTIVES)})
+        result[recipe] = {"graphs": len(graphs), "collectives_inside": inside, "metrics": metrics,
+                          "state": agent.state_dict()}
+    torch.save(result, f"{out}/compiled-rank{rank}.pt")
+    dist.destroy_process_group()
+
+
+def test_compiled_data_parallel_updates_are_one_graph_per_loss_with_collectives_outside(tmp_path):
+    """DDP under torch.compile split each loss graph at every gradient bucket, and the return
+    percentiles' all_gather ran inside the captured graph. Now: one graph per loss, the
+    collectives in eager code between them, and the ranks stay in step."""
+    mp.spawn(_compiled_rank_main, args=(str(tmp_path / "store"), str(tmp_path)), nprocs=WORLD, join=True)
+    ranks = [torch.load(tmp_path / f"compiled-rank{r}.pt", weights_only=False) for r in range(WORLD)]
+    for recipe, graphs in (("2023", 2), ("2024", 1)):  # P1: world model, behaviour; 2024: its one loss
+        for r in ranks:
+            assert r[recipe]["graphs"] == graphs, recipe
+            assert r[recipe]["collectives_inside"] == [], recipe
+        first, second = ranks[0][recipe]["state"], ranks[1][recipe]["state"]
+        for key in first:
+            torch.testing.assert_close(first[key], second[key], rtol=0, atol=0, msg=f"{recipe} {key}")
+        assert ranks[0][recipe]["metrics"] == ranks[1][recipe]["metrics"]  # the ranks' means

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from dreamer.behavior import ReturnNorm, actor_loss, critic_loss, lambda_return, normalized_advantage
+from dreamer.behavior import ReturnNorm, actor_loss, advantage, critic_loss, lambda_return
 from dreamer.nets.dists import TwoHot, symexp
 from dreamer.world_model import kl_loss
 
@@ -97,14 +97,17 @@ def test_actor_loss_by_hand():
 
 
 def test_advantage_keeps_the_baselines_gradient():
-    """(R_t - v(s_t)) / S: for dynamics backprop the gradient reaches v(s_t) as -1/S (P1 reference)."""
+    """-mean((R_t - v(s_t)) / S) for dynamics backprop: the gradient reaches v(s_t) as 1/(S H) (P1
+    reference), R_t as -1/(S H); S divides the objective's mean (`actor_loss`)."""
     returns = torch.tensor([[3.0, 5.0]], requires_grad=True)
     value = torch.tensor([[1.0, 2.0, 4.0]], requires_grad=True)
-    adv = normalized_advantage(returns, value, torch.tensor(2.0))
-    torch.testing.assert_close(adv, torch.tensor([[1.0, 1.5]]), rtol=0, atol=0)
-    adv.sum().backward()
-    torch.testing.assert_close(value.grad, torch.tensor([[-0.5, -0.5, 0.0]]))  # v(s_H) only through R
-    torch.testing.assert_close(returns.grad, torch.tensor([[0.5, 0.5]]))
+    adv = advantage(returns, value)
+    torch.testing.assert_close(adv, torch.tensor([[2.0, 3.0]]), rtol=0, atol=0)
+    loss = actor_loss(adv, torch.zeros(1, 2), torch.ones(1, 2), 0.0, scale=torch.tensor(2.0))
+    assert loss.item() == pytest.approx(-(2.0 + 3.0) / 2 / 2)  # -mean(A / S)
+    loss.backward()
+    torch.testing.assert_close(value.grad, torch.tensor([[0.25, 0.25, 0.0]]))  # v(s_H) only through R
+    torch.testing.assert_close(returns.grad, torch.tensor([[-0.25, -0.25]]))
 
 
 def test_reinforce_gradient_is_advantage_times_score():

@@ -7,6 +7,7 @@ import torch
 
 from dreamer.behavior import ReturnNorm
 from dreamer.v2024.heads import Actor, MLPHead
+from dreamer.v2024.behavior import policy_loss
 from dreamer.v2024.learner import Learner
 from dreamer.v2024.world_model import WorldModel
 from tests.conftest import act_space, obs_space, random_batch, with_latents
@@ -45,6 +46,8 @@ def test_each_loss_reaches_exactly_its_modules(discrete):
     for name, reached in REACHES.items():
         learner.zero_grad(set_to_none=True)
         losses, _, _ = learner.losses(batch)
+        if name == "policy":  # its terms before the return scale, as `update` finishes them
+            losses["policy"] = policy_loss(losses["policy_terms"], losses["returns"], learner.return_norm)
         losses[name].backward()
         got = {m for m in MODULES
                if any(p.grad is not None and p.grad.any() for p in learner.get_submodule(m).parameters())}

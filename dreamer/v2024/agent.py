@@ -76,7 +76,7 @@ class Agent2024(AgentBase):
             optim=dataclasses.asdict(v.optim))
         self.precision = cfg.run.precision
         self.metric_names: list[str] = []
-        self.replicas = {"update": self.learner}
+        self.loss_modules = {"update": self.learner}
         self._latents: dict[str, Tensor] | None = None
         self.min_replay_windows = cfg.replay.batch_size * cfg.replay.batch_length  # no prefill (7.7)
 
@@ -95,14 +95,6 @@ class Agent2024(AgentBase):
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         """The one optimizer over every trained module (design-2024.md 1.1)."""
         return {"all": self.learner.optimizer}
-
-    def distribute(self) -> None:
-        """Average gradients over the ranks (call after `.to(device)`)."""
-        from torch.nn.parallel import DistributedDataParallel as DDP
-
-        ids = [self.device.index] if self.device.type == "cuda" else None
-        self._losses = {}  # built again around the replica
-        self.replicas = {"update": DDP(self.learner, device_ids=ids, broadcast_buffers=False)}
 
     # -- training ---------------------------------------------------------------------------------
     def update(self, batch: dict[str, Any]) -> Tensor:

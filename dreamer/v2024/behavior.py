@@ -17,22 +17,29 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from dreamer.behavior import ReturnNorm, actor_loss, critic_loss, lambda_return
+from dreamer.behavior import (ReturnNorm, actor_loss_terms, advantage, critic_loss, lambda_return,
+                              scale_actor_loss)
 from dreamer.v2024.twohot import RawTwoHot
 
 
 def imagination_losses(reward: Tensor, cont: Tensor, value: Tensor, slow_value: Tensor, critic_logits: Tensor,
-                       logp: Tensor, entropy: Tensor, twohot: RawTwoHot, norm: ReturnNorm, lam: float,
-                       eta: float, slow_reg: float) -> tuple[Tensor, Tensor, Tensor]:
+                       logp: Tensor, entropy: Tensor, twohot: RawTwoHot, lam: float, eta: float, slow_reg: float
+                       ) -> tuple[tuple[Tensor, Tensor], Tensor, Tensor]:
     """reward, cont, value (N, H+1); slow_value (N, H); critic_logits (N, H+1, K); logp, entropy
-    (N, H) of the actions taken at s_0..s_{H-1}. Returns (policy loss, value loss, R (N, H))."""
+    (N, H) of the actions taken at s_0..s_{H-1}. Returns the policy loss's two terms before the
+    division by S (`dreamer.behavior.actor_loss`), the value loss and R (N, H); the policy loss
+    is `policy_loss(terms, R, norm)` once every rank's R is known."""
     returns = lambda_return(reward, value, cont, lam)  # (N, H)
     weight = cont.cumprod(1)[:, :-1].detach()  # (N, H)
-    norm.update(returns)
-    advantage = (returns - value[:, :-1]) / norm.scale()
-    policy = actor_loss(advantage.detach() * logp, entropy, weight, eta)
+    terms = actor_loss_terms(advantage(returns, value).detach() * logp, entropy, weight, eta)
     value_loss = critic_loss(twohot, critic_logits[:, :-1], returns, slow_value, weight, slow_reg)
-    return policy, value_loss, returns
+    return terms, value_loss, returns
+
+
+def policy_loss(terms: tuple[Tensor, Tensor], returns: Tensor, norm: ReturnNorm) -> Tensor:
+    """The percentiles of R (of every rank) into `norm`, then the policy loss with A = (R - v) / S."""
+    norm.update(returns)
+    return scale_actor_loss(*terms, norm.scale())
 
 
 def replay_value_loss(critic_logits: Tensor, returns: Tensor, slow_value: Tensor, weight: Tensor,

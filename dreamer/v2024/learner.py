@@ -25,7 +25,7 @@ from dreamer import distributed
 from dreamer.behavior import ReturnNorm
 from dreamer.nets.dists import one_hot
 from dreamer.nets.rssm import Latent, stack
-from dreamer.v2024.behavior import imagination_losses, replay_value_loss
+from dreamer.v2024.behavior import imagination_losses, policy_loss, replay_value_loss
 from dreamer.v2024.heads import Actor, MLPHead
 from dreamer.v2024.laprop import LaProp
 from dreamer.v2024.returns import replay_value_returns, replay_value_weight
@@ -67,12 +67,14 @@ class Learner(nn.Module):
         return obs, batch["action"][:, :-1], start
 
     def forward(self, batch: dict[str, Tensor]) -> tuple[dict[str, Tensor], Latent, dict[str, Tensor]]:
-        """`losses`, as a module call (what a DDP replica runs)."""
+        """`losses`, as a module call (what `run.compile` compiles)."""
         return self.losses(batch)
 
-    def losses(self, batch: dict[str, Tensor]) -> tuple[dict[str, Tensor], Latent, dict[str, Tensor]]:
-        """The four losses of a (B, T+1) batch (see `split_context`), unscaled; the posteriors of
-        steps 1..T (B, T, ...); metrics."""
+    def losses(self, batch: dict[str, Tensor]) -> tuple[dict, Latent, dict[str, Tensor]]:
+        """The losses of a (B, T+1) batch (see `split_context`), unscaled, with the policy loss as
+        its two terms before the return scale and the imagined returns it is taken from (`update`
+        finishes it: the scale needs every rank's returns, gathered outside the compiled graph);
+        the posteriors of steps 1..T (B, T, ...); metrics."""
         batch, prev_action, start = self.split_context(batch)
         wm_loss, post, metrics = self.wm.loss(batch, prev_action, start)
         B, T = batch["is_first"].shape
@@ -85,9 +87,9 @@ class Learner(nn.Module):
         critic_logits = self.critic(feat)  # (N, H+1, K)
         value = self.wm.twohot.mean(critic_logits).detach()
         dist = self.actor(feat[:, :-1])
-        policy, value_loss, returns = imagination_losses(
+        (objective_term, entropy_term), value_loss, returns = imagination_losses(
             reward, cont, value, slow_value, critic_logits, dist.log_prob(actions), dist.entropy(), self.wm.twohot,
-            self.return_norm, self.lam, self.eta, self.slow_reg)
+            self.lam, self.eta, self.slow_reg)
 
         replay_feat = post.feat()[:, :-1]  # (B, T-1, F), with its gradient into the RSSM and encoder
         targets = replay_value_returns(batch["reward"].float(), returns[:, 0].detach().view(B, T),
@@ -97,9 +99,9 @@ class Learner(nn.Module):
         weight = replay_value_weight(batch["is_last"])
         repval = replay_value_loss(self.critic(replay_feat), targets, replay_slow, weight, self.wm.twohot,
                                    self.slow_reg)
-        losses = {"world_model": wm_loss, "policy": policy, "value": value_loss, "replay_value": repval}
-        metrics.update({f"loss/{k}": v.detach() for k, v in losses.items()})
-        metrics["behavior/return_scale"] = self.return_norm.scale().detach()
+        losses = {"world_model": wm_loss, "policy_terms": (objective_term, entropy_term), "returns": returns.detach(),
+                  "value": value_loss, "replay_value": repval}
+        metrics.update({f"loss/{k}": losses[k].detach() for k in ("world_model", "value", "replay_value")})
         return losses, post.detach(), metrics
 
     def total(self, losses: dict[str, Tensor]) -> Tensor:
@@ -112,7 +114,9 @@ class Learner(nn.Module):
         gradient norm (before AGC) and the skip flag (1.0 if skipped), both device tensors."""
         self.optimizer.zero_grad(set_to_none=True)
         total.backward()
-        grads = [p.grad for p in self.optimizer.param_groups[0]["params"] if p.grad is not None]
+        params = self.optimizer.param_groups[0]["params"]
+        distributed.average_gradients(params)
+        grads = [p.grad for p in params if p.grad is not None]
         norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
         skip = distributed.maximum((~(torch.isfinite(norm) & torch.isfinite(total.detach()))).float())
         self.optimizer.step(skip=skip)
@@ -123,9 +127,11 @@ class Learner(nn.Module):
 
     def update(self, batch: dict[str, Tensor], losses_of: Callable | None = None) -> tuple[Latent, dict[str, Tensor]]:
         """One update on a (B, T+1) batch: the posteriors of steps 1..T and the metrics. `losses_of`
-        computes `losses`: this learner wrapped for data parallelism (its gradients averaged over
-        the ranks) or compiled (`dreamer.compiler`); by default the learner itself."""
+        computes `losses`: this learner compiled (`dreamer.compiler`), by default the learner itself."""
         losses, post, metrics = (losses_of or self)(batch)
+        losses["policy"] = policy_loss(losses["policy_terms"], losses["returns"], self.return_norm)
+        metrics["loss/policy"] = losses["policy"].detach()
+        metrics["behavior/return_scale"] = self.return_norm.scale().detach()
         total = self.total(losses)
         metrics["grad_norm/all"], metrics["train/skipped"] = self.step(total)
         metrics["loss/total"] = total.detach()
