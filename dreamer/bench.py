@@ -188,7 +188,8 @@ def count_kernels(events: Any, cuda: bool) -> dict[str, int]:
         op = name[len("aten::"):] if name.startswith("aten::") else name
         if op in HOST_SYNCS and not _inside(event, READS_ON_DEVICE):
             syncs += 1
-        if not cuda and name.startswith("aten::") and not event.cpu_children and op not in NOT_KERNELS and not _is_view(op):
+        leaf = name.startswith("aten::") and not event.cpu_children
+        if not cuda and leaf and op not in NOT_KERNELS and not _is_view(op):
             kernels += 1
     return {"kernels": kernels, "host_syncs": syncs}
 

@@ -116,7 +116,8 @@ def average_gradients(params: list[Tensor]) -> None:
     flat = torch.cat([grad.reshape(-1) for grad in grads])  # (sum of sizes,)
     dist.all_reduce(flat)
     flat /= dist.get_world_size()
-    torch._foreach_copy_(grads, [part.view_as(grad) for part, grad in zip(flat.split([g.numel() for g in grads]), grads)])
+    parts = flat.split([grad.numel() for grad in grads])
+    torch._foreach_copy_(grads, [part.view_as(grad) for part, grad in zip(parts, grads)])
 
 
 def mean(tensor: Tensor) -> Tensor:

@@ -25,9 +25,9 @@ from __future__ import annotations
 
 import dataclasses
 import random
-from collections import deque
 import signal
 import time
+from collections import deque
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -114,7 +114,8 @@ class Trainer:
         self.stop = stop or StopRequest()
         self.logdir = Path(cfg.logdir)
         self.logdir.mkdir(parents=True, exist_ok=True)
-        self.ranks, self.device = distributed.setup(cfg.device, cfg.run.process_group_timeout, cfg.run.compile_threads)
+        self.ranks, self.device = distributed.setup(cfg.device, cfg.run.process_group_timeout,
+                                                    cfg.run.compile_threads)
         seed = self.ranks.seed(cfg.seed)
         seed_everything(seed)
         obs_space, act_space = spaces(cfg.env, cfg.environment)
@@ -135,8 +136,8 @@ class Trainer:
             self.agent.distribute()
         self.logger = None
         if self.ranks.main:
-            used = (f"# this process: device {self.device}, precision {precision.describe(cfg.run.precision, self.device)} "
-                    f"(run.precision: {cfg.run.precision})\n")
+            computes = precision.describe(cfg.run.precision, self.device)
+            used = f"# this process: device {self.device}, precision {computes} (run.precision: {cfg.run.precision})\n"
             checkpoint.atomic_write(self.logdir / "config.yaml", lambda f: f.write((used + to_yaml(cfg)).encode()))
             self.logger = Logger(self.logdir, resume_step=self.progress.step)
         def make_envs(env_seed: int):
@@ -169,9 +170,11 @@ class Trainer:
     def describe(self) -> None:
         """The start block: what is trained where, and where to watch it."""
         cfg, counts = self.cfg, self.agent.parameter_counts()
+        computes = precision.describe(cfg.run.precision, self.device)
+        compiled = compiler.describe(self.agent.compiled, self.device)
         log.info(f"training {cfg.env}, size {cfg.size} ({counts['total']:,} parameters) on {self.device} "
-                 f"({self.ranks.world} process{'es' if self.ranks.world > 1 else ''}), precision "
-                 f"{precision.describe(cfg.run.precision, self.device)}, compile {compiler.describe(self.agent.compiled, self.device)}")
+                 f"({self.ranks.world} process{'es' if self.ranks.world > 1 else ''}), precision {computes}, "
+                 f"compile {compiled}")
         log.info(f"train ratio {cfg.run.train_ratio:g}, {cfg.run.steps:,} steps, {cfg.run.envs} env(s) per "
                  f"process, seed {cfg.seed}, logdir {self.logdir}")
         if self.resumed_from is not None:

@@ -66,7 +66,8 @@ def test_no_module_keeps_a_plain_tensor_attribute(recipe):
     """A tensor attribute that is neither a parameter nor a buffer is not moved by `.to()`."""
     agent, _ = _agent(recipe, discrete=False)
     views = [v.view for v in vars(agent).values() if isinstance(v, FrozenView)]
-    views += [m.frozen_critic.view for m in agent.modules() if isinstance(getattr(m, "frozen_critic", None), FrozenView)]
+    views += [m.frozen_critic.view for m in agent.modules()
+              if isinstance(getattr(m, "frozen_critic", None), FrozenView)]
     for module in (*agent.modules(), *(m for view in views for m in view.modules())):
         plain = [name for name, value in vars(module).items() if isinstance(value, torch.Tensor)]
         assert plain == [], f"{type(module).__name__} keeps {plain}"

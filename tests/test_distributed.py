@@ -127,7 +127,8 @@ def test_setup_gives_collectives_time_for_a_first_compile_and_shares_the_cores(m
     """NCCL's default timeout (10 minutes) is shorter than a first compile at large sizes, and every
     rank started an Inductor worker per core."""
     calls = []
-    monkeypatch.setattr(torch._inductor.config, "compile_threads", torch._inductor.config.compile_threads)  # restored after
+    threads = torch._inductor.config.compile_threads
+    monkeypatch.setattr(torch._inductor.config, "compile_threads", threads)  # restored after the test
     monkeypatch.setattr(dist, "is_initialized", lambda: False)
     monkeypatch.setattr(dist, "init_process_group", lambda backend, **kwargs: calls.append((backend, kwargs)))
     monkeypatch.setattr(distributed.os, "sched_getaffinity", lambda pid: set(range(16)), raising=False)
@@ -150,7 +151,6 @@ COLLECTIVES = ("c10d", "all_reduce", "all_gather", "broadcast", "reduce_scatter"
 def _compiled_rank_main(rank: int, store: str, out: str) -> None:
     """Both recipes compiled (traced with aot_eager: the graphs Inductor would get, no code
     generation) in a data-parallel run of two gloo processes, each on its own batches."""
-    from torch._dynamo.backends.common import aot_autograd
     from torch._dynamo.backends.debugging import aot_eager
 
     from dreamer import compiler

@@ -1,7 +1,8 @@
 """The training loop keeps the device busy: on a GPU an update is only queued when launched, and the
 host waits for it the moment it reads one of its results. So a result of update k is read only once
-update k + 1 is launched, or the envs have stepped after it (the last update of an iteration); ranks agree on stopping every `run.agree_every` steps,
-not at every step. On the CPU the order of these events is what can be tested."""
+update k + 1 is launched, or the envs have stepped after it (the last update of an iteration);
+ranks agree on stopping every `run.agree_every` steps, not at every step. On the CPU the order of
+these events is what can be tested."""
 
 import types
 
@@ -36,10 +37,12 @@ def test_no_result_of_an_update_is_read_before_the_envs_step(tmp_path, monkeypat
     recording(Trainer, "record_update", "metrics")
     recording(Replay, "write_back", "latents")
     for agent in AgentBase.__subclasses__():
-        monkeypatch.setattr(agent, "update", lambda self, batch, _p=agent.update: events.append("launch") or _p(self, batch))
+        launch = agent.update
+        monkeypatch.setattr(agent, "update", lambda self, batch, _p=launch: events.append("launch") or _p(self, batch))
     args = train_args(tmp_path / "run", "gym:CartPole-v1", 120)
     if recipe == "2024":
-        args = ["train", "--env", "gym:CartPole-v1", "--steps", "120", "--logdir", str(tmp_path / "run"), "--device", "cpu"]
+        args = ["train", "--env", "gym:CartPole-v1", "--steps", "120", "--logdir", str(tmp_path / "run"),
+                "--device", "cpu"]
         for override in (*TINY_2024, "replay.batch_size=2", "replay.batch_length=8", "run.train_ratio=32"):
             args += ["--set", override]
     assert main(args) == 0
