@@ -6,6 +6,7 @@ from __future__ import annotations
 import resource
 import statistics
 import time
+from functools import partial
 from typing import Any
 
 import gymnasium as gym
@@ -17,6 +18,7 @@ from torch.utils.flop_counter import FlopCounterMode
 import torch._inductor.config
 
 from dreamer import compiler, precision
+from dreamer.console import quiet
 from dreamer.agent import Agent
 from dreamer.config import Config
 from dreamer.recipes import build_agent
@@ -212,9 +214,10 @@ def agent_and_batch(cfg: Config) -> tuple[Agent, dict[str, torch.Tensor]]:
 
 
 def time_run(cfg: Config, updates: int) -> dict[str, float]:
-    """A short training run in a temporary folder, timed over `updates` updates after its first
-    (which compiles, or warms the caches): env steps per second and the share of the wall time the
-    device spends on updates (`perf/learner_busy`). The prefill is cut to one window."""
+    """A short training run in a temporary folder, timed over its iterations after the first that
+    trains (which compiles, or warms the caches) until `updates` more updates are made: env steps
+    per second and the share of the wall time the device spends on updates (`perf/learner_busy`).
+    The prefill is cut to one window; the run's own log lines are left out."""
     import copy
     import tempfile
 
@@ -226,14 +229,16 @@ def time_run(cfg: Config, updates: int) -> dict[str, float]:
         cfg.run.prefill = min(cfg.run.prefill, cfg.replay.batch_length)
         cfg.run.log_every = cfg.run.save_every = cfg.run.steps
         cfg.run.save_every_seconds, cfg.run.video_every, cfg.run.eval_episodes = 1e12, 0, 0
-        trainer = Trainer(cfg)
+        with quiet():
+            trainer = Trainer(cfg)
         try:
             while trainer.ratio.updates < 1:
                 trainer.iterate()
             trainer.record_pending()  # the first update done
             trainer.busy.share()  # the interval starts now
-            steps, start = trainer.progress.step, time.perf_counter()
-            while trainer.ratio.updates < 1 + updates:
+            steps, start, target = trainer.progress.step, time.perf_counter(), trainer.ratio.updates + updates
+            trainer.iterate()
+            while trainer.ratio.updates < target:
                 trainer.iterate()
             trainer.record_pending()
             busy = trainer.busy.share()
@@ -272,7 +277,7 @@ def bench(cfg: Config, updates: int, env_steps: int = 500, policy_steps: int = 5
     envs = cfg.run.envs
     obs = {k: v[:envs, 0] for k, v in random_batch(obs_space, act_space, envs, 1).items()}
     state = agent.policy(obs)[1]
-    policy_s = median_seconds(lambda: agent.policy(obs, state), device, policy_steps)
+    policy_s = median_seconds(partial(agent.policy, obs, state), device, policy_steps)
 
     vector = make_vector(cfg.env, cfg.environment, envs, seed=cfg.seed)
     act = random_policy(act_space, envs, np.random.default_rng(cfg.seed))
@@ -286,9 +291,10 @@ def bench(cfg: Config, updates: int, env_steps: int = 500, policy_steps: int = 5
     updates_per_step = cfg.run.train_ratio / (cfg.replay.batch_size * cfg.replay.batch_length)
     seconds_per_step = 1 / env_sps + policy_s / envs + updates_per_step * learner["update_seconds"]
     peak = matmul_peak(device, agent.compute_dtype)
-    return {
+    result = {
         "env": cfg.env, "size": cfg.size, "device": str(device), "threads": torch.get_num_threads(),
-        "precision": precision.name(agent.compute_dtype), "compiled": compiled,
+        "precision": precision.name(agent.compute_dtype), "tf32": precision.uses_tf32(cfg.run.precision, device),
+        "compiled": compiled,
         "compile_seconds": warm_seconds - warm_calls * learner["update_seconds"] if compiled else 0.0,
         **agent.parameter_counts(),
         "world_model_ms": 1000 * learner["world_model_seconds"],
@@ -306,5 +312,8 @@ def bench(cfg: Config, updates: int, env_steps: int = 500, policy_steps: int = 5
         "kernels_per_update": kernels["kernels"],
         "eager_kernels_per_update": eager_kernels["kernels"],
         "host_syncs_per_update": kernels["host_syncs"],
-        **time_run(cfg, updates),
     }
+    del agent, batch  # the run below builds its own agent; two would hold twice the device memory
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    return {**result, **time_run(cfg, updates)}

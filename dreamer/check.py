@@ -19,7 +19,6 @@ GPUs (or gloo processes on the CPU), a two-process torchrun run. The settings ar
 
 from __future__ import annotations
 
-import logging
 import math
 import os
 import platform
@@ -38,6 +37,7 @@ import torch
 
 from dreamer import checkpoint, precision
 from dreamer.config import Config, ConfigError, load_config, read_yaml
+from dreamer.console import quiet
 
 RECIPES = ("2023", "2024")
 
@@ -339,10 +339,8 @@ def check(device_name: str, recipes: tuple[str, ...], compile_setting: str, quic
 
     device = resolve_device(device_name)
     precision.configure_backend("auto", device)
-    logger = logging.getLogger("dreamer")
-    level, logger.level = logger.level, logging.WARNING  # the runs' start blocks and progress lines
     results = []
-    try:
+    with quiet():  # the runs' start blocks and progress lines
         jobs = [(f"{name} ({recipe})", fn, (recipe, device, compile_setting)) for recipe in recipes
                 for name, fn in PER_RECIPE.items()]
         jobs += [(name, fn, (device, compile_setting)) for name, fn in ONCE.items()]
@@ -351,7 +349,5 @@ def check(device_name: str, recipes: tuple[str, ...], compile_setting: str, quic
             result = _run(name, lambda: fn(*args, **kwargs))
             report(result)
             results.append(result)
-    finally:
-        logger.setLevel(level)
     return {**machine(device, "auto"), "compile": compile_setting, "quick": quick,
             "checks": [asdict(r) for r in results]}

@@ -158,7 +158,7 @@ def cmd_bench(args: argparse.Namespace) -> None:
         print(json.dumps(result, indent=2))
         return
     print(f"{cfg.env} size {cfg.size} on {result['device']} ({result['threads']} threads), "
-          f"{result['total']:,} parameters, precision {result['precision']}")
+          f"{result['total']:,} parameters, precision {result['precision']}{', TF32' if result['tf32'] else ''}")
     print(f"  update            {result['update_ms']:10.1f} ms  (world model {result['world_model_ms']:.1f}, "
           f"actor-critic {result['actor_critic_ms']:.1f}; median of {args.updates})")
     print(f"  FLOPs per update  {result['flops_per_update'] / 1e9:10.1f} G   achieved "
@@ -170,7 +170,8 @@ def cmd_bench(args: argparse.Namespace) -> None:
     print(f"  policy            {result['policy_ms_per_step']:10.2f} ms per step ({cfg.run.envs} envs)")
     print(f"  collection        {result['env_steps_per_second']:10.1f} env steps/s (random actions)")
     print(f"  full run          {result['run_steps_per_second']:10.2f} env steps/s at train ratio "
-          f"{result['train_ratio']:g}")
+          f"{result['train_ratio']:g} (estimated); measured in a short run "
+          f"{result['run_measured_steps_per_second']:.2f}, the learner busy {100 * result['learner_busy']:.0f}% of it")
     print(f"  peak memory       {result['peak_memory_gb']:10.2f} GB")
 
 

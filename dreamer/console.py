@@ -12,6 +12,8 @@ import logging
 import math
 import sys
 import time
+from contextlib import contextmanager
+from typing import Iterator
 
 from tqdm import tqdm
 
@@ -30,6 +32,18 @@ class _Prefix(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         prefix = "dreamer: warning: " if record.levelno >= logging.WARNING else "dreamer: "
         return prefix + record.getMessage()
+
+
+@contextmanager
+def quiet() -> Iterator[None]:
+    """Inside the block the `dreamer` logger passes warnings only (a run's start block and
+    progress lines are left out, e.g. of the runs `dreamer bench` and `dreamer check` make)."""
+    level = log.level
+    log.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
 
 
 def setup_logging() -> None:
