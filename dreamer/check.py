@@ -338,6 +338,8 @@ def check(device_name: str, recipes: tuple[str, ...], compile_setting: str, quic
     from dreamer.agent import resolve_device
 
     device = resolve_device(device_name)
+    if device.type == "cuda" and device.index is None:  # tensors name their GPU: compare with that
+        device = torch.device("cuda", torch.cuda.current_device())
     precision.configure_backend("auto", device)
     results = []
     with quiet():  # the runs' start blocks and progress lines
