@@ -25,7 +25,7 @@ def test_imagination_losses_by_hand():
     # the terms before scaling: -mean(w A logp) and -mean(w 0.1 H)
     assert terms[0].item() == pytest.approx(-(0.5 * -3.4 + 0.4 * -4.0) / 2)
     assert terms[1].item() == pytest.approx(-(0.5 * 0.05 + 0.4 * 0.1) / 2)
-    policy = policy_loss(terms, returns, norm)
+    policy, _ = policy_loss(terms, returns, norm)
     # R_1 = 2 + 0.5 (0.5 * 4 + 0.5 * 4) = 4; R_0 = 1 + 0.8 (0.5 * 2 + 0.5 * 4) = 3.4
     torch.testing.assert_close(returns, torch.tensor([[3.4, 4.0]]))
     # w = (0.5, 0.5 * 0.8); A = (3.4 - 0, 4 - 2); -mean(w (A logp + 0.1 H))
@@ -51,7 +51,8 @@ def test_the_policy_loss_divides_by_the_scale_of_the_returns_percentiles():
     """S = max(1, EMA of the 95th - 5th percentile): with decay 0 the EMA is this batch's range."""
     returns = torch.linspace(0.0, 100.0, 101)[None]  # percentiles 5 and 95: 5 and 95, S = 90
     objective_term = torch.tensor(9.0, requires_grad=True)
-    policy = policy_loss((objective_term, torch.tensor(0.5)), returns, ReturnNorm(0.0, 0.05, 0.95, 1.0))
+    policy, scale = policy_loss((objective_term, torch.tensor(0.5)), returns, ReturnNorm(0.0, 0.05, 0.95, 1.0))
+    assert scale.item() == pytest.approx(90.0)
     assert policy.item() == pytest.approx(9.0 / 90 + 0.5)
     policy.backward()
     assert objective_term.grad.item() == pytest.approx(1 / 90)  # S is a constant: no gradient through it

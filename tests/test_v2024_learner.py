@@ -47,7 +47,7 @@ def test_each_loss_reaches_exactly_its_modules(discrete):
         learner.zero_grad(set_to_none=True)
         losses, _, _ = learner.losses(batch)
         if name == "policy":  # its terms before the return scale, as `update` finishes them
-            losses["policy"] = policy_loss(losses["policy_terms"], losses["returns"], learner.return_norm)
+            losses["policy"], _ = policy_loss(losses["policy_terms"], losses["returns"], learner.return_norm)
         losses[name].backward()
         got = {m for m in MODULES
                if any(p.grad is not None and p.grad.any() for p in learner.get_submodule(m).parameters())}

@@ -36,10 +36,12 @@ def imagination_losses(reward: Tensor, cont: Tensor, value: Tensor, slow_value: 
     return terms, value_loss, returns
 
 
-def policy_loss(terms: tuple[Tensor, Tensor], returns: Tensor, norm: ReturnNorm) -> Tensor:
-    """The percentiles of R (of every rank) into `norm`, then the policy loss with A = (R - v) / S."""
+def policy_loss(terms: tuple[Tensor, Tensor], returns: Tensor, norm: ReturnNorm) -> tuple[Tensor, Tensor]:
+    """The percentiles of R (of every rank) into `norm`, then the policy loss with A = (R - v) / S;
+    returns the loss and S."""
     norm.update(returns)
-    return scale_actor_loss(*terms, norm.scale())
+    scale = norm.scale()
+    return scale_actor_loss(*terms, scale), scale
 
 
 def replay_value_loss(critic_logits: Tensor, returns: Tensor, slow_value: Tensor, weight: Tensor,

@@ -129,9 +129,9 @@ class Learner(nn.Module):
         """One update on a (B, T+1) batch: the posteriors of steps 1..T and the metrics. `losses_of`
         computes `losses`: this learner compiled (`dreamer.compiler`), by default the learner itself."""
         losses, post, metrics = (losses_of or self)(batch)
-        losses["policy"] = policy_loss(losses["policy_terms"], losses["returns"], self.return_norm)
+        losses["policy"], scale = policy_loss(losses["policy_terms"], losses["returns"], self.return_norm)
         metrics["loss/policy"] = losses["policy"].detach()
-        metrics["behavior/return_scale"] = self.return_norm.scale().detach()
+        metrics["behavior/return_scale"] = scale.detach()
         total = self.total(losses)
         metrics["grad_norm/all"], metrics["train/skipped"] = self.step(total)
         metrics["loss/total"] = total.detach()
