@@ -24,7 +24,7 @@ import math
 import os
 import re
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -103,7 +103,9 @@ class Replay:
         self.saved = np.zeros(envs, np.int64)  # steps of `written` already on disk
         self.directory = directory
         self.rng = np.random.default_rng(seed)
-        self._prefetch: ThreadPoolExecutor | None = None
+        self._thread: ThreadPoolExecutor | None = None
+        self._drawing: Future | None = None  # the next training batch, drawn in the background
+        self._before_draw: dict[str, Any] | None = None  # `state_dict()` as it was before that draw
 
     def __len__(self) -> int:
         return int(self.count.sum())
@@ -135,7 +137,8 @@ class Replay:
                 f"accepted: --set replay.storage=disk (memory-mapped files) or a smaller replay.capacity")
 
     def add(self, step: dict[str, np.ndarray]) -> None:
-        """Append one step for every env: each value is (envs, ...)."""
+        """Append one step for every env: each value is (envs, ...). Waits for a draw in flight."""
+        self.settle()
         rows = np.arange(self.envs)
         for key, array in self.data.items():
             array[rows, self.head] = step[key]
@@ -157,6 +160,8 @@ class Replay:
         valid start positions, and waits for its write-back when the agent stores latents."""
         batch, length = batch or self.cfg.batch_size, length or self.window
         training = rng is None
+        if not training:
+            self.settle()  # a draw in flight may be writing stored values back
         starts_per_env = np.maximum(self.count - length + 1, 0)
         if starts_per_env.sum() == 0:
             raise ValueError(f"replay holds {len(self)} steps, fewer than one window of {length}")
@@ -193,30 +198,56 @@ class Replay:
         for key, value in values.items():
             self.data[key][envs[alive], index] = value[alive]
 
-    def state_dict(self) -> dict[str, list]:
-        """The online queue (a checkpoint saves it; the write-backs are done by then)."""
-        return {"queue": [list(item) for item in self.queue]}
+    def state_dict(self) -> dict[str, Any]:
+        """The online queue and the RNG of training batches (a checkpoint saves them; the
+        write-backs are done by then). While a prefetched batch waits to be taken, they are the
+        values from before its draw: a continued run that prefetches at once draws the same batch."""
+        if self._before_draw is not None:
+            return self._before_draw
+        return {"queue": [list(item) for item in self.queue], "rng": self.rng.bit_generator.state}
 
-    def load_state_dict(self, state: dict[str, list]) -> None:
+    def load_state_dict(self, state: dict[str, Any]) -> None:
         self.queue = deque((int(env), int(first)) for env, first in state["queue"])
+        self.rng.bit_generator.state = state["rng"]
+
+    def prefetch(self, prepare: Callable[[dict[str, np.ndarray]], Any], before: Callable[[], None] = lambda: None) -> None:
+        """Start drawing the next training batch in the background: `before()` (the caller's
+        write-backs still on their way), `sample()`, then `prepare` (e.g. the copy to the device).
+        `add` waits for the draw, so the batch comes from the replay as it is now; the next
+        `batches` call hands it out first."""
+        self.settle()
+        self._before_draw = self.state_dict()
+        self._drawing = self._pool().submit(lambda: (before(), prepare(self.sample()))[1])
+
+    def settle(self) -> None:
+        """Wait for a draw in flight (its batch stays to be taken; an error it raised comes with it)."""
+        if self._drawing is not None:
+            wait([self._drawing])
 
     def batches(self, count: int, prepare: Callable[[dict[str, np.ndarray]], Any] = lambda batch: batch) -> Iterator[Any]:
-        """`count` batches, the same as `count` calls of `sample()` give; while the caller trains on
-        one, a background thread samples and `prepare`s (e.g. moves to the device) the next.
-        The replay must not change while the iterator runs."""
-        if count <= 0:
-            return
-        if count == 1:  # nothing to overlap with
-            yield prepare(self.sample())
-            return
-        if self._prefetch is None:  # one thread for the replay's life, not one per call
-            self._prefetch = ThreadPoolExecutor(1, thread_name_prefix="replay")
-        pending = self._prefetch.submit(lambda: prepare(self.sample()))
+        """`count` batches, the same as `count` calls of `sample()` give: the prefetched one first
+        when there is one; while the caller trains on one, the background thread samples and
+        `prepare`s the next. The replay must not change while the iterator runs."""
         for i in range(count):
-            batch = pending.result()
+            if self._drawing is None:  # nothing prefetched: the first batch is drawn now
+                batch = prepare(self.sample())
+            else:
+                batch = self._drawing.result()
+                self._drawing = self._before_draw = None
             if i + 1 < count:
-                pending = self._prefetch.submit(lambda: prepare(self.sample()))
+                self._drawing = self._pool().submit(lambda: prepare(self.sample()))
             yield batch
+
+    def close(self) -> None:
+        """End the background thread (a batch drawn for an update that never came is dropped)."""
+        if self._thread is not None:
+            self._thread.shutdown(wait=True, cancel_futures=True)
+            self._thread = None
+
+    def _pool(self) -> ThreadPoolExecutor:
+        if self._thread is None:  # one thread for the replay's life, not one per draw
+            self._thread = ThreadPoolExecutor(1, thread_name_prefix="replay")
+        return self._thread
 
     # -- persistence ------------------------------------------------------------------------------
     def _save_chunk(self, env: int) -> None:

@@ -4,8 +4,11 @@
               recipe has none and trains once the replay holds batch_size x batch_length windows);
     collect   every iteration steps all envs once with the policy and stores the steps;
     train     the train-ratio counter says how many updates the new steps pay for (design section 6);
-              an agent that stores latents with its steps (recipe 2024) gets each update's
-              posteriors written back to the replay once that iteration's updates are done;
+              they are launched before the envs step, on batches drawn in the background: the
+              first while the envs stepped last time (so from the replay without this step's
+              observation), the others while the earlier updates run; an agent that stores latents
+              with its steps (recipe 2024) gets each update's posteriors written back to the
+              replay before the next iteration's batches are drawn;
     log       every `run.log_every` steps: update metrics, episodes, throughput;
     save      every `run.save_every` steps or `run.save_every_seconds`, whichever comes first,
               at the end, and on SIGINT/SIGTERM (`dreamer/stopping.py`): an atomic checkpoint.
@@ -29,7 +32,7 @@ import signal
 import time
 from collections import deque
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -159,11 +162,12 @@ class Trainer:
         self.write_backs: deque[HostCopy[dict[str, torch.Tensor]]] = deque()  # 2024 latents on their way
         self.logged_step = -1
         self.nonfinite = 0  # updates skipped in a row
-        self.warm = False  # whether this process has made an update (compiled)
+        self.counting = False  # whether the ratio counts the next iteration's steps (`plan`)
         self.saved_step = -1
         self.saved_time = time.monotonic()
         if resumed:
             self._restore_loop(resumed[1])
+        self.plan()  # a continued run draws the batch the stopped one had drawn
         if self.ranks.main:
             self.describe()
 
@@ -205,10 +209,11 @@ class Trainer:
                 f"accepted: the same number of processes")
         local = payload["ranks"][self.ranks.rank]
         set_rng_states(local["rng"], self.device)
-        self.replay.rng.bit_generator.state = local["replay_rng"]
         self.replay.load(local["replay_written"])
-        if "replay_queue" in local:  # absent from checkpoints of earlier versions
-            self.replay.load_state_dict(local["replay_queue"])
+        if "replay" in local:
+            self.replay.load_state_dict(local["replay"])
+        else:  # checkpoints of earlier versions
+            self.replay.load_state_dict({**local.get("replay_queue", {"queue": []}), "rng": local["replay_rng"]})
         return path, payload
 
     def _restore_loop(self, payload: dict[str, Any]) -> None:
@@ -229,6 +234,7 @@ class Trainer:
         """Every rank flushes its replay; rank 0 writes one checkpoint holding all ranks' RNG and
         replay states (returns its path; None on other ranks)."""
         self.record_pending()
+        self.replay.settle()  # the next iteration's batch, drawn meanwhile, has taken its write-backs
         self.apply_write_backs()
         self.gather_episodes()
         self.replay.flush()
@@ -236,8 +242,8 @@ class Trainer:
         if self.policy.state is not None:  # (RSSM state, previous action), gathered through the host
             latent, action = self.policy.state
             policy_state = (latent.map(lambda x: x.cpu()), action.cpu())
-        local = {"rng": rng_states(self.device), "replay_rng": self.replay.rng.bit_generator.state,
-                 "replay_written": self.replay.written.tolist(), "replay_queue": self.replay.state_dict(),
+        local = {"rng": rng_states(self.device), "replay": self.replay.state_dict(),
+                 "replay_written": self.replay.written.tolist(),
                  "driver": self.driver.state_dict(),
                  "policy": policy_state, "random_rng": self.random_rng.bit_generator.state,
                  "video_rng": self.video_rng.bit_generator.state}
@@ -296,28 +302,37 @@ class Trainer:
     def learn(self) -> None:
         """The updates the new steps pay for, launched without waiting for the device: an update's
         metrics are read once the next one is queued (`pending`), and the 2024 latents reach the
-        replay at the next `learn` (or save), copied to the host meanwhile (`dreamer.overlap`)."""
-        self.apply_write_backs()  # before any batch is sampled: the replay then holds them
-        if self.progress.step <= self.cfg.run.prefill:
-            return  # the ratio counts policy steps after the prefill
-        if not self.ratio.steps and self.replay.items() < self.agent.min_replay_windows:
-            return  # and, for the 2024 recipe, once the replay holds batch_size x batch_length windows
-            # (checked until the ratio starts counting: the replay's windows never become fewer)
-        count = self.ratio(self.steps_per_iteration)
-        if count == 0:
-            return
-        start = time.perf_counter()
-        for batch in self.batches(count):
-            self.busy.start()
-            launched = HostCopy(self.agent.update(batch))
-            self.busy.stop()
-            self.record_pending()
-            self.pending = launched
-            latents = self.agent.take_latents()
-            if latents is not None:
-                self.write_backs.append(HostCopy(latents))
-        self.timers["train"] += time.perf_counter() - start
-        self.timers["updates"] += count
+        replay before the next batch is drawn, copied to the host meanwhile (`dreamer.overlap`).
+        Then the next iteration's updates are planned."""
+        self.apply_write_backs()  # (when no batch was prefetched) the replay then holds them
+        count = self.ratio(self.steps_per_iteration) if self.counting else 0
+        if count:
+            start = time.perf_counter()
+            for batch in self.replay.batches(count, self.agent.to_tensors):
+                self.busy.start()
+                launched = HostCopy(self.agent.update(batch))
+                self.busy.stop()
+                self.record_pending()
+                self.pending = launched
+                latents = self.agent.take_latents()
+                if latents is not None:
+                    self.write_backs.append(HostCopy(latents))
+            self.timers["train"] += time.perf_counter() - start
+            self.timers["updates"] += count
+        self.plan()
+
+    def plan(self) -> None:
+        """Whether the ratio counts the next iteration's steps: after the prefill and, for the 2024
+        recipe, once the replay holds batch_size x batch_length windows (checked until the ratio
+        starts counting: the replay's windows never become fewer). When that iteration pays for an
+        update, its first batch is drawn now, in the background while the envs step, from the
+        replay as it holds the steps so far (`Replay.prefetch`); the 2024 latents of the updates
+        launched are written back first."""
+        cfg = self.cfg.run
+        self.counting = self.progress.step + self.steps_per_iteration > cfg.prefill and (
+            self.ratio.steps > 0 or self.replay.items() >= self.agent.min_replay_windows)
+        if self.counting and self.ratio.total_after(self.ratio.steps + self.steps_per_iteration) > self.ratio.updates:
+            self.replay.prefetch(self.agent.to_tensors, before=self.apply_write_backs)
 
     def apply_write_backs(self) -> None:
         """The stored latents of the updates launched so far, into the replay, in update order."""
@@ -329,15 +344,6 @@ class Trainer:
         if self.pending is not None:
             self.record_update(self.pending.get())
             self.pending = None
-
-    def batches(self, count: int) -> Iterator[dict[str, torch.Tensor]]:
-        """`count` replay batches on the device. The first update of a process compiles (and on
-        CUDA captures graphs), so it gets its batch before the prefetch thread starts."""
-        if not self.warm:
-            self.warm = True
-            count -= 1
-            yield self.agent.to_tensors(self.replay.sample())
-        yield from self.replay.batches(count, self.agent.to_tensors)
 
     def record_update(self, values: torch.Tensor) -> None:
         metrics = self.agent.read_metrics(values)
@@ -435,6 +441,7 @@ class Trainer:
                 self.save()
         finally:
             console.close()
+            self.replay.close()
             self.driver.close()
             if self.logger:
                 self.logger.close()

@@ -1,9 +1,10 @@
 """The training loop keeps the device busy: on a GPU an update is only queued when launched, and the
 host waits for it the moment it reads one of its results. So a result of update k is read only once
-update k + 1 is launched, or the envs have stepped after it (the last update of an iteration);
-ranks agree on stopping every `run.agree_every` steps, not at every step. On the CPU the order of
+update k + 1 is launched, or the envs have stepped after it (the last update of an iteration), or
+in the background thread that draws the next batch; that batch is drawn while the envs step; ranks agree on stopping every `run.agree_every` steps, not at every step. On the CPU the order of
 these events is what can be tested."""
 
+import threading
 import types
 
 import pytest
@@ -28,7 +29,7 @@ def test_no_result_of_an_update_is_read_before_the_envs_step(tmp_path, monkeypat
 
         def wrapped(self, *args, **kwargs):
             out = plain(self, *args, **kwargs)
-            events.append(event)
+            events.append(event if threading.current_thread() is threading.main_thread() else f"{event} (drawing)")
             return out
 
         monkeypatch.setattr(cls, name, wrapped)
@@ -36,6 +37,7 @@ def test_no_result_of_an_update_is_read_before_the_envs_step(tmp_path, monkeypat
     recording(Driver, "advance", "advance")
     recording(Trainer, "record_update", "metrics")
     recording(Replay, "write_back", "latents")
+    recording(Replay, "prefetch", "prefetch")
     for agent in AgentBase.__subclasses__():
         launch = agent.update
         monkeypatch.setattr(agent, "update", lambda self, batch, _p=launch: events.append("launch") or _p(self, batch))
@@ -49,14 +51,22 @@ def test_no_result_of_an_update_is_read_before_the_envs_step(tmp_path, monkeypat
     launches = [i for i, e in enumerate(events) if e == "launch"]
     assert len(launches) > 10
     for kind in ("metrics", "latents") if recipe == "2024" else ("metrics",):
-        reads = [i for i, e in enumerate(events) if e == kind]
+        reads = [i for i, e in enumerate(events) if e.startswith(kind)]
         assert len(reads) == len(launches), kind
         for k, (launch, read) in enumerate(zip(launches, reads)):  # read once more work is queued
             later = events[launch + 1:read]
-            assert "advance" in later or "launch" in later, f"{kind} of update {k} read before anything was queued"
+            assert "advance" in later or "launch" in later or events[read].endswith("(drawing)"), \
+                f"{kind} of update {k} read before anything was queued"
         last_in_iteration = [launch for launch, after in zip(launches, [*launches[1:], len(events)])
                              if "advance" in events[launch:after]]
-        assert all("advance" in events[launch:reads[launches.index(launch)]] for launch in last_in_iteration)
+        assert all("advance" in events[launch:reads[launches.index(launch)]] or events[reads[launches.index(launch)]]
+                   .endswith("(drawing)") for launch in last_in_iteration)
+    assert any(e == "latents (drawing)" for e in events) == (recipe == "2024")
+    firsts = [i for i in launches if "launch" not in events[max(j for j in range(i) if events[j] == "advance"):i]]
+    for first in firsts:  # each iteration's first batch was drawn while the envs stepped, for that update
+        drawn = max(j for j in range(first) if events[j] == "prefetch")
+        assert "advance" in events[drawn:first] and "launch" not in events[drawn:first]
+    assert len(firsts) <= events.count("prefetch") <= len(firsts) + 1  # the last may come after the run's end
 
 
 def test_ranks_agree_on_stopping_every_n_steps_not_every_step(monkeypatch):

@@ -42,6 +42,35 @@ def fill(replay, steps, episode_length=10, start=0):
         })
 
 
+def test_a_prefetched_batch_comes_from_the_replay_before_the_next_add_and_a_checkpoint_redraws_it():
+    replay = make(length=8, batch=64)
+    fill(replay, 20)  # steps 0..19: the last window starts at 12
+    before = []
+    replay.prefetch(lambda batch: batch, before=lambda: before.append(len(replay)))
+    pre_draw = replay.state_dict()
+    fill(replay, 30, start=20)  # waits for the draw, then adds steps 20..49
+    assert replay.state_dict() == pre_draw  # until the batch is taken, a checkpoint saves the state before it
+    batch = next(replay.batches(1))
+    assert before == [20]  # `before` ran in the draw, ahead of the sample
+    firsts = batch["vector"][:, 0, 0]
+    assert firsts.max() <= 12 and len(set(firsts.tolist())) > 5  # uniform over the 13 starts of steps 0..19
+    assert replay.state_dict() != pre_draw  # taken: the live state from here on
+    continued = make(length=8, batch=64)
+    fill(continued, 20)
+    continued.load_state_dict(pre_draw)
+    continued.prefetch(lambda batch: batch)  # a continued run plans again and draws at once
+    np.testing.assert_array_equal(next(continued.batches(1))["vector"], batch["vector"])
+
+
+def test_a_failed_draw_raises_where_its_batch_is_taken():
+    replay = make()
+    fill(replay, 20)
+    replay.prefetch(lambda batch: 1 / 0)
+    fill(replay, 1, start=20)  # the add waits for the draw and goes on
+    with pytest.raises(ZeroDivisionError):
+        next(replay.batches(1))
+
+
 def test_sample_shapes_and_dtypes():
     replay = make()
     fill(replay, 100)
@@ -234,9 +263,9 @@ def test_the_online_queue_gives_consecutive_windows_first_then_uniform_ones():
     assert list(replay.queue) == [(0, 0), (0, 9), (0, 18)]
     first = replay.sample()["vector"][:, 0, 0]
     assert first[:3].tolist() == [0, 9, 18] and not replay.queue
-    replay.load_state_dict({"queue": [[0, 9]]})
+    replay.load_state_dict({**replay.state_dict(), "queue": [[0, 9]]})
     assert replay.sample()["vector"][0, 0, 0] == 9
-    assert replay.state_dict() == {"queue": []}
+    assert replay.state_dict()["queue"] == []
 
 
 def test_write_back_overwrites_the_trained_steps_of_the_window_one_batch_late():
