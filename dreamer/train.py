@@ -457,10 +457,17 @@ class Trainer:
 
 def train(cfg: Config) -> Progress:
     """Train as `cfg` says, continuing the run in `cfg.logdir` if it has a checkpoint. SIGINT and
-    SIGTERM stop it cleanly: a checkpoint at the current step, then `Stopped`."""
+    SIGTERM stop it cleanly: a checkpoint at the current step, then `Stopped`. The process that writes
+    the run folder (rank 0 under torchrun) holds its lock throughout; a folder another run holds is
+    refused with `RunFolderInUse` before anything is written."""
+    from contextlib import nullcontext
+
+    from dreamer.runlock import run_lock, writes_run_folder
+
     setup_logging()  # also when called without the CLI (sweep workers, notebooks)
+    folder_lock = run_lock(cfg.logdir) if writes_run_folder() else nullcontext()
     try:
-        with StopRequest() as stop:
+        with folder_lock, StopRequest() as stop:
             return Trainer(cfg, stop).run()
     finally:
         distributed.shutdown()
