@@ -8,13 +8,11 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-import torch
-
-from dreamer.checkpoint import CheckpointError
-from dreamer.config import ConfigError, load_config, sizes
-from dreamer.console import setup_logging
-from dreamer.errors import TrainingError
+from dreamer.errors import ConfigError, TrainingError
 from dreamer.stopping import Stopped
+
+# Parsing the arguments and printing help import neither torch, nor an env suite, nor the config
+# (seconds of imports): the commands import what they use.
 
 
 def _config_args(parser: argparse.ArgumentParser) -> None:
@@ -32,12 +30,17 @@ def _speed_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _config(args: argparse.Namespace, **extra):
+    from dreamer.config import load_config
+
     flags = {"env": args.env, "size": getattr(args, "size", None), "recipe": getattr(args, "recipe", None), **extra}
     return load_config(args.overrides, flags)
 
 
 def cmd_sizes(args: argparse.Namespace) -> None:
     """Parameter counts of every size preset of a recipe for an env's shapes (built on the meta device)."""
+    import torch
+
+    from dreamer.config import sizes
     from dreamer.envs import spaces
     from dreamer.recipes import build_agent
 
@@ -69,6 +72,7 @@ def cmd_config(args: argparse.Namespace) -> None:
 
 def cmd_train(args: argparse.Namespace) -> None:
     from dreamer.checkpoint import list_checkpoints
+    from dreamer.console import counted
     from dreamer.train import train
 
     cfg = _config(args, train_ratio=args.train_ratio, steps=args.steps, seed=args.seed, logdir=args.logdir,
@@ -78,19 +82,20 @@ def cmd_train(args: argparse.Namespace) -> None:
     if args.resume and not existing:
         raise ConfigError(f"--resume given but {cfg.logdir}/checkpoints holds no checkpoint")
     progress = train(cfg)
-    print(f"dreamer: trained to step {progress.step} ({progress.episodes} episodes); logs in {cfg.logdir}")
+    print(f"dreamer: trained to step {progress.step} ({counted(progress.episodes, 'episode')}); logs in {cfg.logdir}")
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
     from dreamer.evaluate import evaluate
 
     out = Path(args.out) if args.out else None
-    result = evaluate(Path(args.checkpoint), args.episodes, args.device, out)
+    result = evaluate(Path(args.checkpoint), args.episodes, args.device, out, seed=args.seed)
     summary = {k: v for k, v in result.items() if k not in ("returns", "lengths", "success_rates")}
     print(json.dumps(result if out is None else summary, indent=2))
 
 
 def cmd_imagine(args: argparse.Namespace) -> None:
+    from dreamer.console import counted
     from dreamer.evaluate import load_agent
     from dreamer.imagine import imagine, replay_dir_of
 
@@ -108,8 +113,8 @@ def cmd_imagine(args: argparse.Namespace) -> None:
     )
     steps = ", ".join("-" if v is None else f"{v:.4f}" for v in info["mse_per_step"])
     print(f"wrote {args.out}" + (f" and {Path(args.out).with_suffix('.json')}" if args.json else ""))
-    print(f"per-step prediction error (MSE, mean over {info['sequences']} sequences; the first "
-          f"{info['context']} steps are context): {steps}")
+    print(f"per-step prediction error (MSE, mean over {counted(info['sequences'], 'sequence')}; the first "
+          f"{counted(info['context'], 'step')} {'is' if info['context'] == 1 else 'are'} context): {steps}")
 
 
 def _list(text: str, kind=str) -> list:
@@ -135,6 +140,7 @@ def cmd_sweep(args: argparse.Namespace) -> None:
 
 def cmd_report(args: argparse.Namespace) -> None:
     from dreamer import protocols
+    from dreamer.console import counted
     from dreamer.report import describe_fit, report
 
     out = Path(args.dir)
@@ -144,12 +150,13 @@ def cmd_report(args: argparse.Namespace) -> None:
     if suites and not any(out.glob("*/compute.json")):
         return
     runs, fit = report(out, args.window)
-    print(f"dreamer: {len(runs)} runs summarised in {args.dir}/summary.csv, summary.md and *.png")
+    print(f"dreamer: {counted(len(runs), 'run')} summarised in {args.dir}/summary.csv, summary.md and *.png")
     print(describe_fit(fit))
 
 
 def cmd_bench(args: argparse.Namespace) -> None:
     from dreamer.bench import bench
+    from dreamer.console import counted
 
     cfg = _config(args, device=args.device, train_ratio=args.train_ratio, precision=args.precision,
                   compile=args.compile)
@@ -157,7 +164,7 @@ def cmd_bench(args: argparse.Namespace) -> None:
     if args.json:
         print(json.dumps(result, indent=2))
         return
-    print(f"{cfg.env} size {cfg.size} on {result['device']} ({result['threads']} threads), "
+    print(f"{cfg.env} size {cfg.size} on {result['device']} ({counted(result['threads'], 'thread')}), "
           f"{result['total']:,} parameters, precision {result['precision']}{', TF32' if result['tf32'] else ''}")
     print(f"  update            {result['update_ms']:10.1f} ms  (world model {result['world_model_ms']:.1f}, "
           f"actor-critic {result['actor_critic_ms']:.1f}; median of {args.updates})")
@@ -167,7 +174,7 @@ def cmd_bench(args: argparse.Namespace) -> None:
     compiled = f"compiled in {result['compile_seconds']:.1f} s" if result["compiled"] else "eager"
     print(f"  kernels           {result['kernels_per_update']:10,d} per update ({compiled}; "
           f"{result['eager_kernels_per_update']:,d} eager), {result['host_syncs_per_update']} host syncs inside it")
-    print(f"  policy            {result['policy_ms_per_step']:10.2f} ms per step ({cfg.run.envs} envs)")
+    print(f"  policy            {result['policy_ms_per_step']:10.2f} ms per step ({counted(cfg.run.envs, 'env')})")
     print(f"  collection        {result['env_steps_per_second']:10.1f} env steps/s (random actions)")
     print(f"  full run          {result['run_steps_per_second']:10.2f} env steps/s at train ratio "
           f"{result['train_ratio']:g} (estimated); measured in a short run "
@@ -233,7 +240,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", required=True, help="a run's logdir, its checkpoints/ folder, or a .pt file")
     p.add_argument("--episodes", type=int, default=10)
     p.add_argument("--device", default="auto")
-    p.add_argument("--out", help="write the JSON here (atomically) and print a summary")
+    p.add_argument("--out", help="a .json file in an existing folder: write the JSON there (atomically) and print "
+                   "a summary (checked before any episode is played)")
+    p.add_argument("--seed", type=int, default=0, help="seeds the envs and the policy's sampling: the same seed "
+                   "plays the same episodes (default 0)")
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("imagine", help="open-loop predictions of the world model from a checkpoint")
@@ -246,7 +256,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--actions", default="replay", help="replay: the recorded actions; policy: the actor's")
     p.add_argument("--source", default="saved", help="saved: the run's replay on disk; fresh: play new episodes")
     p.add_argument("--replay-dir", help="the run's replay folder (default: its replay.directory, else LOGDIR/replay)")
-    p.add_argument("--json", action="store_true", help="also write per-step errors and rewards to OUT.json")
+    p.add_argument("--json", action="store_true", help="also write per-step errors and rewards as JSON to the file named as OUT "
+                   "with its suffix replaced by .json (im.png -> im.json)")
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_imagine)
@@ -291,15 +302,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dir", help="a sweep's --out folder, or a folder of runs")
     p.add_argument("--window", type=int, default=20, help="episodes averaged for a run's final return")
     p.set_defaults(func=cmd_report)
+    for command_parser in sub.choices.values():  # reports a command's unknown arguments with its own usage
+        command_parser.set_defaults(command_parser=command_parser)
     return parser
 
 
+def _user_errors() -> tuple[type[Exception], ...]:
+    """The errors that end a command with a one-line message and exit status 2. `CheckpointError`
+    lives in a module that imports torch: a command that never imported it cannot have raised it."""
+    checkpoint = sys.modules.get("dreamer.checkpoint")
+    checkpoint_error = getattr(checkpoint, "CheckpointError", None)
+    return (ConfigError,) if checkpoint_error is None else (ConfigError, checkpoint_error)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args, unknown = build_parser().parse_known_args(argv)
+    if unknown:  # argparse's own message and exit status 2, under the command's usage
+        args.command_parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    from dreamer.console import setup_logging
+
     setup_logging()
     try:
         status = args.func(args)  # the commands that report failures as an exit status return it
-    except (ConfigError, CheckpointError) as err:
+    except _user_errors() as err:
         print(f"dreamer: error: {err}", file=sys.stderr)
         return 2
     except TrainingError as err:

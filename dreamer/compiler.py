@@ -27,10 +27,11 @@ from typing import Any, Callable, TypeVar
 import torch
 from torch.utils._pytree import tree_map_only
 
+from dreamer.choices import COMPILE_SETTINGS as SETTINGS
+
 T = TypeVar("T")
 
 log = logging.getLogger("dreamer")
-SETTINGS = ("auto", "on", "off")
 BACKEND: str | Callable = "inductor"  # torch.compile's backend; tests trace with "aot_eager" (no code generation)
 AUTO_DEVICES: tuple[str, ...] = ()  # device types where `auto` compiles: none until measured
 VERIFIED_DEVICES = ("cpu",)  # device types where compiled updates have run against eager (tests)

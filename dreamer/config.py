@@ -29,8 +29,8 @@ import yaml
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf import errors as oc_errors
 
-from dreamer.compiler import SETTINGS as COMPILE_SETTINGS
-from dreamer.precision import PRECISIONS
+from dreamer.choices import COMPILE_SETTINGS, PRECISIONS
+from dreamer.errors import ConfigError  # raised here; imported from here by the rest of the package
 
 
 def _slug(text: str) -> str:
@@ -42,10 +42,6 @@ OmegaConf.register_resolver("slug", _slug, replace=True)
 
 
 RECIPES = ("2023", "2024")  # P1 = arXiv 2301.04104v1; 2024 = v2 / Nature
-
-
-class ConfigError(ValueError):
-    """A bad configuration value; the message is one line meant for the user."""
 
 
 @dataclass(frozen=True)

@@ -56,13 +56,25 @@ def setup_logging() -> None:
     log.setLevel(logging.INFO)
 
 
+def counted(count: int, noun: str) -> str:
+    """`count` and `noun`, the noun plural unless the count is one: '1 episode', '3 episodes'."""
+    return f"{count:,} {noun if count == 1 else noun + 's'}"
+
+
 def _return_text(last_return: float, decimals: int) -> str:
     """The last episode's return, or "none yet" before the first episode has ended (NaN)."""
     return "none yet" if math.isnan(last_return) else f"{last_return:.{decimals}f}"
 
 
 class Console:
-    """The progress of a run from `initial` to `total` steps (rank 0 only: `enabled`)."""
+    """The progress of a run from `initial` to `total` steps (rank 0 only: `enabled`).
+
+    A plain line gives the speed since the last line. Its ETA comes from the speed of an interval
+    that trained throughout (updates already counted at its start): before the first update the
+    steps are the prefill's random actions, or the 2024 recipe's first steps before the replay
+    holds a batch, far faster than training, and the interval in which training starts (or a
+    continued run starts up) mixes both. Until such an interval has passed the line says when
+    the ETA comes."""
 
     def __init__(self, total: int, initial: int, name: str, enabled: bool):
         self.total, self.enabled = total, enabled
@@ -70,6 +82,7 @@ class Console:
         self.bar = tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True, desc=name,
                         disable=not self.interactive, file=sys.stderr)
         self.since = (time.monotonic(), initial)
+        self.updates_at_last_line: int | None = None  # unknown before the first line
 
     def update(self, steps: int, updates: int, last_return: float) -> None:
         if self.interactive:
@@ -83,8 +96,16 @@ class Console:
         now = time.monotonic()
         start, first = self.since
         rate = (step - first) / max(now - start, 1e-9)
-        self.since = (now, step)
-        eta = datetime.timedelta(seconds=round((self.total - step) / rate)) if rate > 0 else "?"
+        trained_throughout = bool(self.updates_at_last_line)
+        self.since, self.updates_at_last_line = (now, step), updates
+        if updates == 0:
+            eta = "once training starts"
+        elif not trained_throughout:
+            eta = "at the next line"
+        elif rate > 0:
+            eta = str(datetime.timedelta(seconds=round((self.total - step) / rate)))
+        else:
+            eta = "?"
         log.info(f"step {step:,}/{self.total:,} ({100 * step / self.total:.0f}%)  {rate:.1f} steps/s  "
                  f"updates {updates:,}  last return {_return_text(last_return, 2)}  ETA {eta}")
 

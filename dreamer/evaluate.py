@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from dreamer import checkpoint
 from dreamer.agent import AgentPolicy, resolve_device
 from dreamer.config import ConfigError, from_yaml
+from dreamer.console import counted
 from dreamer.envs import make_vector, spaces, split_name
 from dreamer.envs.atari import human_normalized
 from dreamer.envs.crafter_env import crafter_score, success_rates
@@ -59,28 +62,50 @@ def summarize(env: str, episodes: list[dict[str, float]]) -> dict[str, Any]:
     return out
 
 
+def check_output(out: Path) -> None:
+    """Refuse an `--out` that cannot take the JSON, before anything is loaded or played: a path that
+    is a folder, does not end in .json, or lies in a folder that is missing or not writable."""
+    if out.is_dir():
+        raise ConfigError(f"--out {out} is a folder; accepted: a .json file path, e.g. {out / 'eval.json'}")
+    if out.suffix.lower() != ".json":
+        raise ConfigError(f"--out {out} does not end in .json; accepted: a .json file path")
+    folder = out.parent
+    if not folder.is_dir():
+        what = "is not a folder" if folder.exists() else "does not exist"
+        raise ConfigError(f"--out {out}: {folder} {what}; accepted: a .json file in an existing folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ConfigError(f"--out {out}: folder {folder} is not writable; accepted: a .json file in a writable folder")
+
+
 def evaluate(path: Path, episodes: int, device: str = "auto", out: Path | None = None,
-             stop: StopRequest | None = None) -> dict[str, Any]:
+             stop: StopRequest | None = None, seed: int = 0) -> dict[str, Any]:
     """Play `episodes` episodes in `eval` mode and summarise them (written atomically to `out`).
     A line reports every tenth of the episodes; a signal caught by `stop` (the end-of-training
-    evaluation) ends the episodes and raises `Stopped`, the saved run untouched."""
+    evaluation) ends the episodes and raises `Stopped`, the saved run untouched. `seed` seeds the
+    envs and the policy's sampling: the same checkpoint and seed play the same episodes."""
     if episodes < 1:
         raise ConfigError(f"--episodes must be at least 1, got {episodes}")
+    if out is not None:
+        check_output(out)
     agent, cfg, payload = load_agent(path, device)
-    return play(agent, cfg, payload["progress"]["step"], payload["path"], episodes, out, stop)
+    return play(agent, cfg, payload["progress"]["step"], payload["path"], episodes, out, stop, seed)
 
 
 def play(agent: AnyAgent, cfg: Any, step: int, source: str, episodes: int, out: Path | None = None,
-         stop: StopRequest | None = None) -> dict[str, Any]:
+         stop: StopRequest | None = None, seed: int = 0) -> dict[str, Any]:
     """`evaluate` with an agent at hand: the checkpoint's, or the training run's own at its end
-    (no second agent, and no second set of compiled graphs, beside the first)."""
+    (no second agent, and no second set of compiled graphs, beside the first). The envs' seeds
+    start at the run's seed + `EVAL_SEED_OFFSET` + `seed`, and torch's generators (the policy's
+    sampling) are seeded with that number too."""
     envs = min(cfg.run.envs, episodes)
-    driver = Driver(make_vector(cfg.env, cfg.environment, envs, seed=cfg.seed + EVAL_SEED_OFFSET),
-                    seed=cfg.seed + EVAL_SEED_OFFSET, on_step=lambda step: None)
+    eval_seed = cfg.seed + EVAL_SEED_OFFSET + seed
+    torch.manual_seed(eval_seed)
+    driver = Driver(make_vector(cfg.env, cfg.environment, envs, seed=eval_seed), seed=eval_seed,
+                    on_step=lambda step: None)
     policy = AgentPolicy(agent, "eval")
     finished: list[dict[str, float]] = []
     report_every = max(1, episodes // 10)
-    log.info(f"evaluating the policy of step {step:,}: {episodes} episodes in eval mode")
+    log.info(f"evaluating the policy of step {step:,}: {counted(episodes, 'episode')} in eval mode")
     try:
         while len(finished) < episodes:
             if stop is not None and stop.signum is not None:  # a signal arrived

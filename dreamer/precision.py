@@ -26,7 +26,8 @@ from pathlib import Path
 
 import torch
 
-PRECISIONS = ("auto", "fp32", "tf32", "bf16")
+from dreamer.choices import PRECISIONS
+
 NATIVE_BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
 MIN_BF16_CAPABILITY = (8, 0)  # CUDA compute capability with bf16 tensor cores
 

@@ -148,3 +148,30 @@ def test_training_writes_open_loop_videos_to_tensorboard(crafter_run, cartpole_r
         events = EventAccumulator(str(logdir), size_guidance={"images": 0})
         events.Reload()
         assert "imagine/open_loop" in events.Tags()["images"]
+
+
+def test_json_goes_where_the_help_says(tmp_path, monkeypatch, capsys):
+    """The help names the file `--json` writes, and an untrained agent playing fresh CartPole
+    episodes writes exactly that file."""
+    import torch
+
+    from dreamer import evaluate
+    from dreamer.envs import spaces
+    from dreamer.recipes import build_agent
+    from tests.conftest import tiny_config
+
+    with pytest.raises(SystemExit):
+        main(["imagine", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "--json also write per-step errors and rewards as JSON to the file named as OUT with its suffix " \
+           "replaced by .json (im.png -> im.json)" in help_text
+    cfg = tiny_config(env="gym:CartPole-v1")
+    agent = build_agent(cfg, *spaces(cfg.env, cfg.environment), torch.device("cpu"))
+    monkeypatch.setattr(evaluate, "load_agent", lambda path, device: (agent, cfg, {}))
+    out = tmp_path / "im.png"
+    assert main(["imagine", "--checkpoint", "untrained", "--out", str(out), "--source", "fresh", "--context", "1",
+                 "--horizon", "2", "--episodes", "1", "--device", "cpu", "--json"]) == 0
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["im.json", "im.png"]
+    printed = capsys.readouterr().out
+    assert f"wrote {out} and {tmp_path / 'im.json'}" in printed
+    assert "(MSE, mean over 1 sequence; the first 1 step is context)" in printed
