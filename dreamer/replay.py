@@ -7,6 +7,11 @@ follows what is stored; images stay uint8 until the learner. When an env's episo
 `chunk` steps of a longer one, its unsaved steps are written to disk as one `.npz` (temp file, then
 rename), and `load` refills the rings from those files on resume.
 
+A file that cannot be used on resume (a disk error, a copy cut short, bytes overwritten) must not
+end the run, and retrying would meet it again: it is moved to `damaged/` beside the chunks with one
+warning, and the replay is filled from the others. Steps on either side of a missing chunk are not
+one stream, so the first step after such a gap is marked `is_first`, as after an episode's reset.
+
 The 2024 recipe (design-2024.md section 7) adds three things, asked for by its agent:
     stored     per-step values the agent keeps beside the observation (its posterior latents),
                overwritten by `write_back` with the posteriors of each update (one update late);
@@ -23,6 +28,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import zipfile
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from fractions import Fraction
@@ -34,9 +40,48 @@ import numpy as np
 
 from dreamer.checkpoint import atomic_write, remove_temp_files
 from dreamer.config import ConfigError, ReplayConfig
+from dreamer.console import log
 
 CHUNK_NAME = re.compile(r"^env(\d+)-(\d{8})\.npz$")
 LATENTS_FILE = "latents.npz"
+DAMAGED_FOLDER = "damaged"  # files `load` could not use, kept for a look rather than deleted
+ZIP_MAGIC = b"PK\x03\x04"  # the first bytes of every `.npz`
+
+
+class DamagedFile(Exception):
+    """A replay file that cannot be used; the message says why in a few words."""
+
+
+def open_npz(path: Path) -> np.lib.npyio.NpzFile:
+    """The `.npz` at `path`, opened without unpickling anything; DamagedFile naming what is wrong
+    with it when it is empty, not an archive, or an archive cut short."""
+    try:
+        with open(path, "rb") as f:
+            start = f.read(len(ZIP_MAGIC))
+        if not start:
+            raise DamagedFile("an empty file")
+        if start != ZIP_MAGIC:
+            raise DamagedFile("not an .npz archive")
+        return np.load(path, allow_pickle=False)
+    except DamagedFile:
+        raise
+    except zipfile.BadZipFile as err:
+        raise DamagedFile(f"an archive cut short or corrupted, {reason(err)}") from None
+    except Exception as err:  # a disk error, a member header numpy cannot parse
+        raise DamagedFile(reason(err)) from None
+
+
+def reason(err: Exception) -> str:
+    """The first line of an error, with its type: enough to tell a cut file from a disk error."""
+    lines = str(err).splitlines()
+    return f"{type(err).__name__}: {lines[0]}" if lines else type(err).__name__
+
+
+def check_array(name: str, array: np.ndarray, shape: tuple, dtype: np.dtype) -> None:
+    """`array` must be `dtype` and shaped (steps, *shape): what the replay stores under `name`."""
+    if array.dtype != dtype or array.shape[1:] != tuple(shape):
+        wanted = "(steps" + "".join(f", {size}" for size in shape) + ")"
+        raise DamagedFile(f"{name!r} is {array.dtype} {array.shape}, the replay stores {np.dtype(dtype)} {wanted}")
 
 
 def step_spaces(obs_space: gym.spaces.Dict, act_space: gym.spaces.Space) -> dict[str, tuple[tuple, np.dtype]]:
@@ -101,6 +146,8 @@ class Replay:
         self.count = np.zeros(envs, np.int64)  # steps stored per env (<= per_env)
         self.written = np.zeros(envs, np.int64)  # steps ever added per env
         self.saved = np.zeros(envs, np.int64)  # steps of `written` already on disk
+        self.unbroken = np.zeros(envs, np.int64)  # newest steps `load` restored with no gap among them
+        self.gap_before_next = np.zeros(envs, bool)  # steps `load` could not restore precede the next add
         self.directory = directory
         self.rng = np.random.default_rng(seed)
         self._thread: ThreadPoolExecutor | None = None
@@ -113,6 +160,22 @@ class Replay:
     def items(self, length: int | None = None) -> int:
         """Windows of `length` (default: a training window) that start at a stored step."""
         return int(np.maximum(self.count - (length or self.window) + 1, 0).sum())
+
+    def steps_until(self, windows: int) -> int:
+        """Steps every env must still add before the replay holds `windows` training windows (rings
+        too small to hold them: the steps that fill every ring)."""
+        def windows_after(steps: int) -> int:
+            stored = np.minimum(self.count + steps, self.per_env)
+            return int(np.maximum(stored - self.window + 1, 0).sum())
+
+        low, high = 0, self.per_env  # windows_after grows with the steps: the fewest that suffice
+        while low < high:
+            middle = (low + high) // 2
+            if windows_after(middle) >= windows:
+                high = middle
+            else:
+                low = middle + 1
+        return low
 
     def ring_index(self, env: np.ndarray, step: np.ndarray) -> np.ndarray:
         """Ring positions of absolute steps (broadcast over env and step)."""
@@ -142,6 +205,9 @@ class Replay:
         rows = np.arange(self.envs)
         for key, array in self.data.items():
             array[rows, self.head] = step[key]
+        if self.gap_before_next.any():  # the first step after steps that `load` could not restore
+            self.data["is_first"][self.gap_before_next, self.head[self.gap_before_next]] = True
+            self.gap_before_next[:] = False
         self.head = (self.head + 1) % self.per_env
         self.count = np.minimum(self.count + 1, self.per_env)
         self.written += 1
@@ -272,58 +338,151 @@ class Replay:
                 arrays.update({f"{key}_{env}": self.data[key][env, index] for key in self.stored})
             atomic_write(self.directory / LATENTS_FILE, lambda f: np.savez(f, **arrays))
 
+    def _set_aside(self, path: Path, err: DamagedFile) -> None:
+        """Move a file `load` cannot use into `damaged/` (never over an earlier one), with one warning."""
+        folder = self.directory / DAMAGED_FOLDER
+        target, copy = folder / path.name, 0
+        while target.exists():
+            copy += 1
+            target = folder / f"{path.stem}.{copy}{path.suffix}"
+        try:
+            folder.mkdir(exist_ok=True)
+            os.replace(path, target)
+            where = f"moved to {target}"
+        except OSError as move_err:
+            where = f"left in place, it could not be moved ({move_err.strerror or move_err})"
+        log.warning(f"replay file {path} cannot be used ({err}); {where}; the run goes on without it")
+
+    def _chunk_steps(self, path: Path) -> int:
+        """Steps in a chunk, from its rewards alone (what choosing the chunks to load needs)."""
+        try:
+            with open_npz(path) as data:
+                if "reward" not in data.files:
+                    raise DamagedFile("no 'reward' array")
+                return len(data["reward"])
+        except DamagedFile:
+            raise
+        except Exception as err:
+            raise DamagedFile(reason(err)) from None
+
+    def _read_chunk(self, path: Path, steps: int) -> dict[str, np.ndarray]:
+        """Every array of a chunk, read whole and checked against the keys, shapes and dtypes the
+        replay stores, before any of it enters the ring: a damaged chunk never leaves half its steps."""
+        try:
+            with open_npz(path) as data:
+                missing = [key for key in self.keys if key not in data.files]
+                if missing:
+                    raise DamagedFile(f"no {', '.join(map(repr, missing))} array{'s' if len(missing) > 1 else ''}")
+                arrays = {key: data[key] for key in self.keys}
+        except DamagedFile:
+            raise
+        except Exception as err:  # a member cut short or failing its checksum, an object array
+            raise DamagedFile(reason(err)) from None
+        for key, (shape, dtype) in self.keys.items():
+            check_array(key, arrays[key], shape, dtype)
+            if len(arrays[key]) != steps:
+                raise DamagedFile(f"{key!r} holds {len(arrays[key])} steps, 'reward' {steps}")
+        return arrays
+
+    def _load_env(self, env: int, chunks: list[tuple[int, Path]]) -> int:
+        """Fill env's ring from its chunks (oldest first; only the newest that fit are read) and
+        return the step the newest loaded chunk ends at (0: none). A chunk that turns out damaged
+        while its steps are read is set aside and the ring is filled again from the others."""
+        sizes: dict[Path, int | None] = {}  # None: set aside
+        while True:
+            chosen, total = [], 0
+            for end, path in reversed(chunks):  # the newest chunks that fill the ring
+                if total >= self.per_env:
+                    break
+                if path not in sizes:
+                    try:
+                        sizes[path] = self._chunk_steps(path)
+                    except DamagedFile as err:
+                        self._set_aside(path, err)
+                        sizes[path] = None
+                if sizes[path] is not None:
+                    chosen.insert(0, (end, path))
+                    total += sizes[path]
+            self.head[env] = self.count[env] = self.unbroken[env] = 0
+            previous_end = 0
+            try:
+                for end, path in chosen:
+                    steps = sizes[path]
+                    arrays = self._read_chunk(path, steps)
+                    if previous_end and steps and end - steps != previous_end:  # a chunk between is gone
+                        arrays["is_first"][0] = True
+                        self.unbroken[env] = 0
+                    rows = (self.head[env] + np.arange(steps)) % self.per_env
+                    for key, array in self.data.items():
+                        array[env, rows] = arrays[key]
+                    self.head[env] = (self.head[env] + steps) % self.per_env
+                    self.count[env] = min(self.count[env] + steps, self.per_env)
+                    self.unbroken[env] += steps
+                    previous_end = end
+            except DamagedFile as err:
+                self._set_aside(path, err)
+                sizes[path] = None
+                continue
+            self.unbroken[env] = min(self.unbroken[env], self.count[env])
+            return previous_end
+
     def _load_stored(self) -> None:
-        """The stored values `flush` saved, when they belong to the steps just loaded."""
+        """The stored values `flush` saved, when they belong to the steps just loaded: for each env
+        those after its last gap (`unbroken`), which keep the step numbers the file has. The whole
+        file is read and checked first; a damaged one is set aside and the chunks' values stand."""
         path = self.directory / LATENTS_FILE
         if not self.stored or not path.is_file():
             return
-        with np.load(path) as saved:
-            if not np.array_equal(saved["written"][: self.envs], self.written):
-                return  # from a later flush than the checkpoint continued: the chunks' values stand
-            for env in range(self.envs):
-                for key in self.stored:
-                    values = saved[f"{key}_{env}"][-int(self.count[env]):] if self.count[env] else []
-                    steps = self.written[env] - len(values) + np.arange(len(values))
-                    self.data[key][env, self.ring_index(env, steps)] = values
+        try:
+            with open_npz(path) as saved:
+                if "written" not in saved.files:
+                    raise DamagedFile("no 'written' array")
+                if not np.array_equal(saved["written"][: self.envs], self.written):
+                    return  # from a later flush than the checkpoint continued: the chunks' values stand
+                for env in range(self.envs):  # checked in full, then read again to be written
+                    for key, (shape, dtype) in self.stored.items():
+                        check_array(f"{key}_{env}", saved[f"{key}_{env}"], shape, dtype)
+                for env in range(self.envs):
+                    for key in self.stored:
+                        values = saved[f"{key}_{env}"]
+                        values = values[max(len(values) - int(self.unbroken[env]), 0):]
+                        steps = self.written[env] - len(values) + np.arange(len(values))
+                        self.data[key][env, self.ring_index(env, steps)] = values
+        except DamagedFile as err:
+            self._set_aside(path, err)
+        except Exception as err:  # a member cut short, a missing key, an object array
+            self._set_aside(path, DamagedFile(reason(err)))
 
     def load(self, written: list[int] | None = None) -> int:
         """Refill the rings from the chunks on disk and return the steps loaded.
 
         `written` (per env, from a checkpoint) drops chunks written after that checkpoint, so the
-        replay is the one the checkpointed run had; only the newest chunks that fit are read.
+        replay is the one the checkpointed run had; only the newest chunks that fit are read. Damaged
+        files are set aside (`damaged/`); the step count goes on from `written` even where the newest
+        chunks are gone, so the names of chunks written from here on stay after every earlier one.
         """
         if self.directory is None:
             return 0
-        loaded = 0
         remove_temp_files(self.directory)
         files = chunk_files(self.directory)
+        if written is not None and sum(written[: self.envs]) and not any(files.get(env) for env in range(self.envs)):
+            state = "holds no chunks" if self.directory.is_dir() else "is missing"
+            log.warning(f"replay {self.directory} {state} (the checkpoint's run had written {sum(written):,} "
+                        f"steps); the run goes on with an empty replay")
         for env in range(self.envs):  # a run resumed with fewer envs keeps the streams it can hold
             chunks = files.get(env, [])
-            if written is not None:
-                for end, path in [c for c in chunks if c[0] > written[env]]:
+            until = written[env] if written is not None and env < len(written) else None
+            if until is not None:
+                for end, path in [c for c in chunks if c[0] > until]:
                     path.unlink()
-                chunks = [c for c in chunks if c[0] <= written[env]]
-            if not chunks:
-                continue
-            sizes = []
-            for _, path in chunks:
-                with np.load(path) as data:
-                    sizes.append(len(data["reward"]))
-            first, total = len(chunks), 0
-            while first > 0 and total < self.per_env:  # the newest chunks that fill the ring
-                first -= 1
-                total += sizes[first]
-            for (_, path), steps in zip(chunks[first:], sizes[first:]):
-                rows = (self.head[env] + np.arange(steps)) % self.per_env
-                with np.load(path) as data:
-                    for key, array in self.data.items():
-                        array[env, rows] = data[key]
-                self.head[env] = (self.head[env] + steps) % self.per_env
-                self.count[env] = min(self.count[env] + steps, self.per_env)
-            loaded += int(self.count[env])
-            self.written[env] = self.saved[env] = chunks[-1][0]
+                chunks = [c for c in chunks if c[0] <= until]
+            newest = self._load_env(env, chunks)
+            if until is not None and newest < until:  # the newest steps are gone: the next step follows a gap
+                self.gap_before_next[env] = self.count[env] > 0
+                self.unbroken[env] = 0
+            self.written[env] = self.saved[env] = newest if until is None else until
         self._load_stored()
-        return loaded
+        return len(self)
 
 
 class TrainRatio:

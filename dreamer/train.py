@@ -16,6 +16,8 @@
 A logdir that holds a checkpoint is continued: model, optimisers, ratio counter, step counters, every
 RNG, the policy's recurrent state, the unlogged metric sums and the envs themselves (pickled, when
 they run in this process) come back from the checkpoint, and the replay from its chunks on disk.
+A replay that lost steps (damaged chunks set aside, `replay/` deleted) is refilled by the policy
+before training goes on, so a damaged replay never ends a run.
 With one env on CPU a run killed at any moment and continued is the run that was never stopped;
 with envs in subprocesses they start new episodes, and the step counter goes on unchanged.
 
@@ -111,6 +113,8 @@ def cumulative_metrics(progress: Progress) -> dict[str, float]:
 
 class Trainer:
     """Owns the parts of a run and the steps of its loop; `run()` trains to `cfg.run.steps`."""
+
+    refill_until = 0  # no update until a step past this one: the replay refills (`_pause_for_lost_replay`)
 
     def __init__(self, cfg: Config, stop: StopRequest | None = None):
         self.cfg = cfg
@@ -214,7 +218,43 @@ class Trainer:
             self.replay.load_state_dict(local["replay"])
         else:  # checkpoints of earlier versions
             self.replay.load_state_dict({**local.get("replay_queue", {"queue": []}), "rng": local["replay_rng"]})
+        self._pause_for_lost_replay(payload, local)
         return path, payload
+
+    def _pause_for_lost_replay(self, payload: dict[str, Any], local: dict[str, Any]) -> None:
+        """Say how many steps the restored replay lost (damaged chunks set aside, a deleted
+        `replay/`) and, when what is left is too little to train on, pause training until the
+        replay again holds what it needs (`refill_until`): recipe 2023 `run.prefill` new steps,
+        the 2024 recipe its minimum windows. The agent is trained already, so the new steps come
+        from its policy, not from random actions; the ratio does not count them, so no update is
+        owed for them, and the step counter goes on unchanged. Every rank pauses to the same step
+        (the latest any rank needs), so all ranks keep making the same updates. A checkpoint
+        written during the pause keeps it (`refill_until` in the payload)."""
+        replay = self.replay
+        held = local.get("replay_stored", local["replay_written"])  # earlier versions: what was written
+        expected = [min(int(steps), replay.per_env) for steps in held[: replay.envs]]
+        lost = sum(max(want - int(have), 0) for want, have in zip(expected, replay.count))
+        if lost:
+            log.info(f"replay {replay.directory}: {lost:,} of the {sum(expected):,} steps it held at the "
+                     f"checkpoint are lost, {len(replay):,} restored")
+        needed = self._refill_steps() if lost else 0
+        if self.ranks.world > 1:
+            needed = int(distributed.maximum(torch.tensor([needed], device=self.device)).item())
+        self.refill_until = max(int(payload.get("refill_until", 0)), self.progress.step + needed if needed else 0)
+        if self.refill_until > self.progress.step and self.ranks.main:
+            log.info(f"training pauses until step {self.refill_until:,}: the policy collects "
+                     f"{self.refill_until - self.progress.step:,} new steps for the replay first")
+
+    def _refill_steps(self) -> int:
+        """Policy steps (all ranks together) to collect before the replay again holds what training
+        needs, 0 when it does: the steps the prefill gave this rank's replay and the windows the
+        agent trains from (the 2024 minimum; one window for recipe 2023, whose prefill gives more)."""
+        run, replay = self.cfg.run, self.replay
+        windows = max(self.agent.min_replay_windows, 1)
+        prefilled = min(-(-run.prefill // self.ranks.world), replay.per_env * replay.envs)
+        if len(replay) >= prefilled and replay.items() >= windows:
+            return 0
+        return max(run.prefill, replay.steps_until(windows) * self.steps_per_iteration)
 
     def _restore_loop(self, payload: dict[str, Any]) -> None:
         """The collection side of a checkpoint: envs, policy state, prefill RNG, unlogged sums."""
@@ -243,7 +283,7 @@ class Trainer:
             latent, action = self.policy.state
             policy_state = (latent.map(lambda x: x.cpu()), action.cpu())
         local = {"rng": rng_states(self.device), "replay": self.replay.state_dict(),
-                 "replay_written": self.replay.written.tolist(),
+                 "replay_written": self.replay.written.tolist(), "replay_stored": self.replay.count.tolist(),
                  "driver": self.driver.state_dict(),
                  "policy": policy_state, "random_rng": self.random_rng.bit_generator.state,
                  "video_rng": self.video_rng.bit_generator.state}
@@ -262,6 +302,7 @@ class Trainer:
             "episode_stats": self.episode_stats.state_dict(),
             "logged_step": self.logged_step,
             "nonfinite": self.nonfinite,
+            "refill_until": self.refill_until,
             "ranks": ranks,
         }
         return checkpoint.save(self.logdir / "checkpoints", self.progress.step, payload)
@@ -327,10 +368,17 @@ class Trainer:
         starts counting: the replay's windows never become fewer). When that iteration pays for an
         update, its first batch is drawn now, in the background while the envs step, from the
         replay as it holds the steps so far (`Replay.prefetch`); the 2024 latents of the updates
-        launched are written back first."""
+        launched are written back first. After a restored replay lost steps, the ratio counts
+        again once the iteration ends past `refill_until` (`_pause_for_lost_replay`)."""
         cfg = self.cfg.run
-        self.counting = self.progress.step + self.steps_per_iteration > cfg.prefill and (
+        next_step = self.progress.step + self.steps_per_iteration
+        self.counting = next_step > cfg.prefill and next_step > self.refill_until and (
             self.ratio.steps > 0 or self.replay.items() >= self.agent.min_replay_windows)
+        if self.refill_until and next_step > self.refill_until:
+            self.refill_until = 0
+            if self.ranks.main:
+                log.info(f"training goes on at step {self.progress.step:,}: the replay holds "
+                         f"{len(self.replay):,} steps again")
         if self.counting and self.ratio.total_after(self.ratio.steps + self.steps_per_iteration) > self.ratio.updates:
             self.replay.prefetch(self.agent.to_tensors, before=self.apply_write_backs)
 
