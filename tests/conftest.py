@@ -1,5 +1,7 @@
 """Shared test helpers: tiny configs, observation spaces and replay-shaped random batches."""
 
+import os
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -61,6 +63,12 @@ def with_latents(batch: dict, deter: int, stoch: int, classes: int, seed: int = 
 TINY_2024 = ["recipe=2024", "size=size1m", "v2024.dims.units=16", "v2024.dims.deter=32", "v2024.dims.classes=4",
              "v2024.dims.depth=4", "v2024.coder_layers=1", "v2024.actor_layers=1", "v2024.critic_layers=1",
              "behavior.horizon=4", "run.precision=fp32"]
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _checkpoint_key(tmp_path_factory):
+    """The key that signs the envs' pickles in checkpoints: the tests' own, not the user's."""
+    os.environ["DREAMER_KEY_FILE"] = str(tmp_path_factory.mktemp("key") / "checkpoint-key")
 
 
 @pytest.fixture(autouse=True)

@@ -9,6 +9,8 @@ from typing import Any, Callable
 import gymnasium as gym
 import numpy as np
 
+from dreamer import signing
+
 # policy(obs of N envs) -> (model-form actions (N, A), env actions (N,) or (N, A))
 Policy = Callable[[dict[str, np.ndarray]], tuple[np.ndarray, np.ndarray]]
 log = logging.getLogger("dreamer")
@@ -116,21 +118,30 @@ class Driver:
     # -- checkpoints ------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         """The last observation, episode sums and, for in-process envs, the pickled envs themselves
-        (simulator state and RNGs), so a resumed run steps on exactly as this one would have."""
+        (simulator state and RNGs), signed with this user's key (`dreamer.signing`), so a resumed
+        run steps on exactly as this one would have."""
         state = {"obs": self.obs, "returns": self.returns, "lengths": self.lengths, "restarts": self.restarts,
-                 "envs": None}
+                 "envs": None, "envs_signatures": None}
         if isinstance(self.envs, gym.vector.SyncVectorEnv):
             try:
                 state["envs"] = [pickle.dumps(env) for env in self.envs.envs]
+                state["envs_signatures"] = [signing.sign(blob) for blob in state["envs"]]
             except (pickle.PicklingError, TypeError, AttributeError) as err:
                 log.warning(f"env state cannot be saved ({err}); a resumed run starts new episodes")
+                state["envs"] = None
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> bool:
         """Continue the saved envs where they were; False (the fresh envs stay) where they cannot
-        be restored: envs in subprocesses, or a different number of envs."""
+        be restored: envs in subprocesses, a different number of envs, or pickles this user's key
+        did not sign (they are never unpickled)."""
         envs = state["envs"]
         if envs is None or not isinstance(self.envs, gym.vector.SyncVectorEnv) or len(envs) != self.count:
+            return False
+        signatures = state.get("envs_signatures") or [None] * len(envs)
+        if not all(signing.signed_by_this_user(blob, sig) for blob, sig in zip(envs, signatures)):
+            log.warning(f"the checkpoint's env state was not signed with this user's key ({signing.key_file()}); "
+                        f"it is not unpickled, and the envs start new episodes")
             return False
         for env in self.envs.envs:
             env.close()
