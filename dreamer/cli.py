@@ -73,11 +73,12 @@ def cmd_config(args: argparse.Namespace) -> None:
 def cmd_train(args: argparse.Namespace) -> None:
     from dreamer.checkpoint import list_checkpoints
     from dreamer.console import counted
-    from dreamer.train import train
+    from dreamer.train import run_config, train
 
-    cfg = _config(args, train_ratio=args.train_ratio, steps=args.steps, seed=args.seed, logdir=args.logdir,
-                  device=args.device, envs=args.envs, prefill=args.prefill, replay_dir=args.replay_dir,
-                  precision=args.precision, compile=args.compile)
+    cfg = run_config(args.overrides, {
+        "env": args.env, "size": args.size, "recipe": args.recipe, "train_ratio": args.train_ratio,
+        "steps": args.steps, "seed": args.seed, "logdir": args.logdir, "device": args.device, "envs": args.envs,
+        "prefill": args.prefill, "replay_dir": args.replay_dir, "precision": args.precision, "compile": args.compile})
     existing = list_checkpoints(Path(cfg.logdir) / "checkpoints")
     if args.resume and not existing:
         raise ConfigError(f"--resume given but {cfg.logdir}/checkpoints holds no checkpoint")
@@ -209,6 +210,13 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 1 if counts["fail"] else 0
 
 
+def cmd_upgrade_checkpoint(args: argparse.Namespace) -> None:
+    from dreamer.checkpoint import upgrade
+
+    for path, done in upgrade(Path(args.path), args.trust):
+        print(f"{path}: {done}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dreamer", description="DreamerV3 world-model RL in PyTorch.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -222,7 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
     _config_args(p)
     p.set_defaults(func=cmd_config)
 
-    p = sub.add_parser("train", help="train an agent (continues the run if the logdir has a checkpoint)")
+    p = sub.add_parser("train", help="train an agent; `--logdir X` alone continues the run in X with its config")
     _config_args(p)
     p.add_argument("--train-ratio", type=float, help="replayed steps per policy step")
     p.add_argument("--steps", type=int, help="policy steps to train for, summed over envs")
@@ -302,6 +310,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dir", help="a sweep's --out folder, or a folder of runs")
     p.add_argument("--window", type=int, default=20, help="episodes averaged for a run's final return")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("upgrade-checkpoint", help="convert checkpoints of an earlier version (format 2) to load "
+                                                  "safely; reads them with pickle, so only with --trust")
+    p.add_argument("path", help="a run's logdir, its checkpoints/ folder, or a .pt file")
+    p.add_argument("--trust", action="store_true", help="the checkpoints come from you or a source you trust")
+    p.set_defaults(func=cmd_upgrade_checkpoint)
     for command_parser in sub.choices.values():  # reports a command's unknown arguments with its own usage
         command_parser.set_defaults(command_parser=command_parser)
     return parser

@@ -476,11 +476,8 @@ def _refuse_other_recipe(user: DictConfig, recipe: str) -> None:
                               f"accepted here: {', '.join(RECIPE_SECTIONS[recipe])} and the shared sections")
 
 
-def load_config(
-    overrides: Sequence[str] = (), flags: Mapping[str, Any] | None = None
-) -> Config:
-    """Assemble the config from the YAML layers, `flags` (see FLAG_KEYS) and dotted `overrides`,
-    which win over flags."""
+def _user_layer(overrides: Sequence[str], flags: Mapping[str, Any] | None) -> DictConfig:
+    """What a command gives: `flags` (see FLAG_KEYS; None = not given) under dotted `overrides`."""
     user = OmegaConf.create({})
     for name, value in (flags or {}).items():
         if value is None:
@@ -488,8 +485,15 @@ def load_config(
         if name not in FLAG_KEYS:
             raise ConfigError(f"unknown flag {name!r}; accepted: {', '.join(FLAG_KEYS)}")
         OmegaConf.update(user, FLAG_KEYS[name], value, force_add=True)
-    user = OmegaConf.merge(user, _parse_overrides(overrides))
+    return OmegaConf.merge(user, _parse_overrides(overrides))  # type: ignore[return-value]
 
+
+def load_config(
+    overrides: Sequence[str] = (), flags: Mapping[str, Any] | None = None
+) -> Config:
+    """Assemble the config from the YAML layers, `flags` (see FLAG_KEYS) and dotted `overrides`,
+    which win over flags."""
+    user = _user_layer(overrides, flags)
     defaults = read_yaml("defaults.yaml")
     first = _merge(defaults, user)
     recipe, suite = str(first.recipe), suite_of(str(first.env))
@@ -600,3 +604,38 @@ def identity(cfg: Config) -> dict[str, Any]:
         part = getattr(cfg, name)
         out.update({f"{name}.units": part.units, f"{name}.layers": part.layers})
     return out
+
+
+# What a continued run may change: how long and where it runs, how often it logs and saves. Every
+# other key keeps the value the run was started with.
+CONTINUATION_MAY_CHANGE = ("logdir", "device", "run.steps", "run.compile", "run.compile_threads",
+                           "run.process_group_timeout", "run.agree_every", "run.log_every", "run.save_every",
+                           "run.save_every_seconds", "run.video_every", "run.eval_episodes", "environment.timeout")
+
+
+def _dotted(node: Any, prefix: str = "") -> Iterator[str]:
+    for key, value in node.items():
+        if isinstance(value, Mapping):
+            yield from _dotted(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}"
+
+
+def continued_config(saved: Config, logdir: str, overrides: Sequence[str] = (),
+                     flags: Mapping[str, Any] | None = None) -> Config:
+    """The config of the run in `logdir` (saved as `saved`) continued: `saved` with the given
+    `flags` and `overrides`. A given key outside CONTINUATION_MAY_CHANGE must keep its saved value;
+    where any does not, the run is refused with one line per such key and the command that continues it."""
+    user = _user_layer(overrides, flags)
+    merged = _merge(OmegaConf.structured(saved), user)  # typed by the schema; checked once they agree
+    differ = []
+    for key in _dotted(OmegaConf.to_container(user)):
+        was, now = _value(saved, key), OmegaConf.select(merged, key)
+        if key not in CONTINUATION_MAY_CHANGE and was != now:
+            differ.append(f"  {key}: the run has {was!r}, this command gives {now!r}")
+    if differ:
+        lines = "\n".join(differ)
+        raise ConfigError(f"{logdir} holds a run this command does not match:\n{lines}\ncontinue it with "
+                          f"`dreamer train --logdir {logdir}` (add --steps N to train longer), or start a new "
+                          f"run in another --logdir")
+    return _to_config(merged)

@@ -34,14 +34,15 @@ import signal
 import time
 from collections import deque
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
+import yaml
 
 from dreamer import checkpoint, compiler, distributed, precision, render
-from dreamer.agent import AgentPolicy
-from dreamer.config import Config, identity, to_yaml
+from dreamer.agent import AgentPolicy, resolve_device
+from dreamer.config import Config, ConfigError, continued_config, from_yaml, identity, load_config, to_yaml
 from dreamer.console import Console, log, setup_logging
 from dreamer.envs import make_vector, spaces
 from dreamer.envs.crafter_env import crafter_score
@@ -50,6 +51,7 @@ from dreamer.errors import TrainingError
 from dreamer.evaluate import play
 from dreamer.imagine import open_loop
 from dreamer.logging import Logger, Mean
+from dreamer.nets.rssm import Latent
 from dreamer.overlap import BusyClock, HostCopy
 from dreamer.recipes import build_agent
 from dreamer.replay import Replay, TrainRatio
@@ -145,7 +147,7 @@ class Trainer:
         if self.ranks.main:
             computes = precision.describe(cfg.run.precision, self.device)
             used = f"# this process: device {self.device}, precision {computes} (run.precision: {cfg.run.precision})\n"
-            checkpoint.atomic_write(self.logdir / "config.yaml", lambda f: f.write((used + to_yaml(cfg)).encode()))
+            checkpoint.atomic_write(self.logdir / CONFIG_FILE, lambda f: f.write((used + to_yaml(cfg)).encode()))
             self.logger = Logger(self.logdir, resume_step=self.progress.step)
         def make_envs(env_seed: int):
             with self.stop.children_ignore_signals():
@@ -201,24 +203,23 @@ class Trainer:
         if found is None:
             return None
         path, payload = found
+        checkpoint.require_training_keys(path, payload)
         checkpoint.check_compatible(payload["identity"], identity(self.cfg))
-        self.agent.load_state_dict(payload["agent"])
-        for name, optimizer in self.agent.optimizers().items():
-            optimizer.load_state_dict(payload["optimizers"][name])
-        self.ratio.load_state_dict(payload["ratio"])
-        self.progress = Progress(**payload["progress"])
-        if len(payload["ranks"]) != self.ranks.world:
-            raise checkpoint.CheckpointError(
-                f"{path} was saved by {len(payload['ranks'])} ranks; this run has {self.ranks.world}; "
-                f"accepted: the same number of processes")
-        local = payload["ranks"][self.ranks.rank]
-        set_rng_states(local["rng"], self.device)
-        self.replay.load(local["replay_written"])
-        if "replay" in local:
+        with checkpoint.reading(path):  # a part missing or malformed: one line naming the file
+            self.agent.load_state_dict(payload["agent"])
+            for name, optimizer in self.agent.optimizers().items():
+                optimizer.load_state_dict(payload["optimizers"][name])
+            self.ratio.load_state_dict(payload["ratio"])
+            self.progress = Progress(**payload["progress"])
+            if len(payload["ranks"]) != self.ranks.world:
+                raise checkpoint.CheckpointError(
+                    f"{path} was saved by {len(payload['ranks'])} ranks; this run has {self.ranks.world}; "
+                    f"accepted: the same number of processes")
+            local = payload["ranks"][self.ranks.rank]
+            set_rng_states(local["rng"], self.device)
+            self.replay.load(local["replay_written"])
             self.replay.load_state_dict(local["replay"])
-        else:  # checkpoints of earlier versions
-            self.replay.load_state_dict({**local.get("replay_queue", {"queue": []}), "rng": local["replay_rng"]})
-        self._pause_for_lost_replay(payload, local)
+            self._pause_for_lost_replay(payload, local)
         return path, payload
 
     def _pause_for_lost_replay(self, payload: dict[str, Any], local: dict[str, Any]) -> None:
@@ -258,16 +259,16 @@ class Trainer:
 
     def _restore_loop(self, payload: dict[str, Any]) -> None:
         """The collection side of a checkpoint: envs, policy state, prefill RNG, unlogged sums."""
-        local = payload["ranks"][self.ranks.rank]
-        if self.driver.load_state_dict(local["driver"]) and local["policy"] is not None:
-            latent, action = local["policy"]
-            self.policy.state = (latent.map(lambda x: x.to(self.device)), action.to(self.device))
-        self.random_rng.bit_generator.state = local["random_rng"]
-        if "video_rng" in local:  # absent from checkpoints of earlier versions
+        with checkpoint.reading(self.resumed_from):
+            local = payload["ranks"][self.ranks.rank]
+            if self.driver.load_state_dict(local["driver"]) and local["policy"] is not None:
+                latent, action = local["policy"]
+                self.policy.state = (Latent(*latent).map(lambda x: x.to(self.device)), action.to(self.device))
+            self.random_rng.bit_generator.state = local["random_rng"]
             self.video_rng.bit_generator.state = local["video_rng"]
-        self.metrics.load_state_dict(payload["metrics"])
-        self.episode_stats.load_state_dict(payload["episode_stats"])
-        self.logged_step, self.nonfinite = payload["logged_step"], payload["nonfinite"]
+            self.metrics.load_state_dict(payload["metrics"])
+            self.episode_stats.load_state_dict(payload["episode_stats"])
+            self.logged_step, self.nonfinite = payload["logged_step"], payload["nonfinite"]
         self.saved_step = self.progress.step
 
     def save(self) -> Path | None:
@@ -281,7 +282,7 @@ class Trainer:
         policy_state = None
         if self.policy.state is not None:  # (RSSM state, previous action), gathered through the host
             latent, action = self.policy.state
-            policy_state = (latent.map(lambda x: x.cpu()), action.cpu())
+            policy_state = (tuple(latent.map(lambda x: x.cpu())), action.cpu())  # plain tuples: loads safely
         local = {"rng": rng_states(self.device), "replay": self.replay.state_dict(),
                  "replay_written": self.replay.written.tolist(), "replay_stored": self.replay.count.tolist(),
                  "driver": self.driver.state_dict(),
@@ -503,6 +504,49 @@ class Trainer:
         return self.progress
 
 
+CONFIG_FILE = "config.yaml"  # in a run folder: the config the run was last started with
+
+
+def saved_config(logdir: Path) -> Config | None:
+    """The config of the run in `logdir`: its config file, else (a folder holding checkpoints
+    alone) the newest checkpoint's; None where the folder holds no run."""
+    path = logdir / CONFIG_FILE
+    if path.is_file():
+        try:
+            return from_yaml(path.read_text())
+        except (ConfigError, yaml.YAMLError, AttributeError) as err:
+            raise ConfigError(f"{path} is not a readable run config ({str(err).splitlines()[0]}); "
+                              f"accepted: the file `dreamer train` wrote, or a new --logdir") from None
+    found = checkpoint.load_latest(logdir / "checkpoints")
+    return from_yaml(found[1]["config"]) if found else None
+
+
+def run_config(overrides: Sequence[str], flags: dict[str, Any]) -> Config:
+    """The config `dreamer train` runs: a new run's from the flags and overrides, or, where the
+    logdir holds a run, that run's config, continued; the flags given must then agree with it
+    (outside what a continued run may change: `CONTINUATION_MAY_CHANGE`)."""
+    logdir = flags.get("logdir")
+    if logdir is None and flags.get("env") is not None:
+        logdir = load_config(overrides, flags).logdir  # the default folder of this env, size and seed
+    if logdir is None:
+        raise ConfigError("dreamer train needs --env (a new run) or the --logdir of a run to continue")
+    saved = saved_config(Path(logdir))
+    if saved is None:
+        if flags.get("env") is None:
+            raise ConfigError(f"{logdir} holds no run to continue; a new run needs --env, e.g. --env crafter")
+        return load_config(overrides, flags)
+    return continued_config(saved, logdir, overrides, flags)
+
+
+def check_before_writing(cfg: Config) -> None:
+    """What a run can be refused for is checked before its folder is made: the device, the env
+    (its id, its suite installed) and its spaces (the agent built on the meta device)."""
+    resolve_device(cfg.device)
+    obs_space, act_space = spaces(cfg.env, cfg.environment)
+    with torch.device("meta"):
+        build_agent(cfg, obs_space, act_space)
+
+
 def train(cfg: Config) -> Progress:
     """Train as `cfg` says, continuing the run in `cfg.logdir` if it has a checkpoint. SIGINT and
     SIGTERM stop it cleanly: a checkpoint at the current step, then `Stopped`. The process that writes
@@ -513,6 +557,7 @@ def train(cfg: Config) -> Progress:
     from dreamer.runlock import run_lock, writes_run_folder
 
     setup_logging()  # also when called without the CLI (sweep workers, notebooks)
+    check_before_writing(cfg)
     folder_lock = run_lock(cfg.logdir) if writes_run_folder() else nullcontext()
     try:
         with folder_lock, StopRequest() as stop:

@@ -68,16 +68,47 @@ def test_resume_flag_needs_a_checkpoint(tmp_path, capsys):
     assert "holds no checkpoint" in capsys.readouterr().err
 
 
-def test_checkpoint_from_another_size_or_env_is_refused(tmp_path, capsys):
+def test_a_command_that_differs_from_the_run_is_refused_before_a_model_is_built(tmp_path, capsys):
     logdir = tmp_path / "run"
     assert main(train_args(logdir, "gym:CartPole-v1", 100)) == 0
-    assert main(train_args(logdir, "gym:CartPole-v1", 200, "--set", "dims.units=48")) == 2
-    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("dreamer: error:")]
-    assert len(errors) == 1
-    assert "checkpoint does not match this run" in errors[0]
-    assert "rssm.hidden: checkpoint has 32, this run has 48" in errors[0]
-    assert main(train_args(logdir, "gym:Acrobot-v1", 200)) == 2
-    assert "env: checkpoint has 'gym:CartPole-v1', this run has 'gym:Acrobot-v1'" in capsys.readouterr().err
+    capsys.readouterr()
+    files = sorted(p.name for p in logdir.iterdir())
+    assert main(train_args(logdir, "gym:Acrobot-v1", 200, "--set", "dims.units=48")) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err == [f"dreamer: error: {logdir} holds a run this command does not match:",
+                   "  env: the run has 'gym:CartPole-v1', this command gives 'gym:Acrobot-v1'",
+                   "  dims.units: the run has 32, this command gives 48",
+                   f"continue it with `dreamer train --logdir {logdir}` (add --steps N to train longer), or start "
+                   f"a new run in another --logdir"]
+    assert sorted(p.name for p in logdir.iterdir()) == files  # nothing written: no new events file
+
+
+def test_logdir_alone_continues_the_run_with_its_config(tmp_path, capsys):
+    logdir = tmp_path / "run"
+    assert main(train_args(logdir, "gym:CartPole-v1", 100)) == 0
+    saved = (logdir / "config.yaml").read_text()
+    assert main(["train", "--logdir", str(logdir), "--steps", "140", "--device", "cpu"]) == 0
+    assert checkpoint.list_checkpoints(logdir / "checkpoints")[-1].name == "ckpt-0000000140.pt"
+    changed = [(a, b) for a, b in zip(saved.splitlines(), (logdir / "config.yaml").read_text().splitlines()) if a != b]
+    assert changed == [("  steps: 100", "  steps: 140")]
+    assert main(["train", "--logdir", str(logdir)]) == 0  # at its steps already: nothing to do
+    assert "trained to step 140" in capsys.readouterr().out
+
+
+def test_train_says_what_it_needs_and_makes_no_folder(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["train"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "dreamer: error: dreamer train needs --env (a new run) or the --logdir of a run to continue")
+    assert main(["train", "--logdir", "nothing-here"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "dreamer: error: nothing-here holds no run to continue; a new run needs --env, e.g. --env crafter")
+    for env, device, says in (("gym:Blackjack-v1", "cpu", "observation space Tuple"),
+                              ("gym:NoSuchEnv-v0", "cpu", "unknown gymnasium id"),
+                              ("gym:CartPole-v1", "cuda", "CUDA is not available")):
+        assert main(["train", "--env", env, "--device", device, "--logdir", "new"]) == 2
+        assert says in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
 
 
 def test_checkpoint_from_another_version_is_refused(tmp_path, capsys):

@@ -102,5 +102,5 @@ def test_a_checkpoint_of_the_other_recipe_is_refused(tmp_path, capsys):
     assert main(train_args(tmp_path, "gym:CartPole-v1", 60)) == 0
     assert main(args_2024(tmp_path, 120)) == 2
     err = capsys.readouterr().err
-    assert "checkpoint was trained with recipe 2023, this run uses recipe 2024; accepted: --recipe 2023" in err
+    assert "recipe: the run has '2023', this command gives '2024'" in err
     assert [p.name for p in checkpoint.list_checkpoints(tmp_path / "checkpoints")][-1] == "ckpt-0000000060.pt"
