@@ -162,7 +162,8 @@ def load_latest(directory: Path, map_location: Any = "cpu") -> tuple[Path, dict[
         for message in errors:
             log.warning(f"{message}; falling back to {path.name}")
         return path, payload
-    raise CheckpointError("; ".join(errors))
+    older = f" (and the {len(errors) - 1} older one{'s' if len(errors) > 2 else ''} cannot be read either)"
+    raise CheckpointError(errors[0] + (older if len(errors) > 1 else ""))
 
 
 def load_latest_on_all_ranks(directory: Path) -> tuple[Path, dict[str, Any]] | None:
