@@ -540,11 +540,9 @@ def run_config(overrides: Sequence[str], flags: dict[str, Any]) -> Config:
 
 def check_before_writing(cfg: Config) -> None:
     """What a run can be refused for is checked before its folder is made: the device, the env
-    (its id, its suite installed) and its spaces (the agent built on the meta device)."""
+    (its id, its suite installed) and its spaces (the env adapters refuse those they cannot feed)."""
     resolve_device(cfg.device)
-    obs_space, act_space = spaces(cfg.env, cfg.environment)
-    with torch.device("meta"):
-        build_agent(cfg, obs_space, act_space)
+    spaces(cfg.env, cfg.environment)
 
 
 def train(cfg: Config) -> Progress:
