@@ -36,7 +36,7 @@ from typing import Any, Callable
 import torch
 
 from dreamer import checkpoint, precision
-from dreamer.config import Config, ConfigError, load_config, read_yaml
+from dreamer.config import Config, ConfigError, load_config, read_yaml, to_yaml
 from dreamer.console import quiet
 
 RECIPES = ("2023", "2024")
@@ -212,7 +212,7 @@ def checkpoint_to_cpu(recipe: str, device: torch.device, compile_setting: str) -
     cfg = tiny_config(recipe, str(device))
     agent, _ = _updates(cfg, 1)  # optimiser state exists
     with tempfile.TemporaryDirectory(prefix="dreamer-check-") as tmp:
-        payload = {"agent": agent.state_dict(),
+        payload = {"config": to_yaml(cfg), "agent": agent.state_dict(),
                    "optimizers": {k: o.state_dict() for k, o in agent.optimizers().items()}}
         checkpoint.save(Path(tmp), 1, payload)
         _, loaded = checkpoint.load_latest(Path(tmp))

@@ -610,7 +610,8 @@ def identity(cfg: Config) -> dict[str, Any]:
 # other key keeps the value the run was started with.
 CONTINUATION_MAY_CHANGE = ("logdir", "device", "run.steps", "run.compile", "run.compile_threads",
                            "run.process_group_timeout", "run.agree_every", "run.log_every", "run.save_every",
-                           "run.save_every_seconds", "run.video_every", "run.eval_episodes", "environment.timeout")
+                           "run.save_every_seconds", "run.video_every", "run.eval_episodes", "run.max_nonfinite",
+                           "environment.timeout")
 
 
 def _dotted(node: Any, prefix: str = "") -> Iterator[str]:

@@ -227,7 +227,9 @@ def run_point(sweep: Sweep, point: Point, threads: int) -> tuple[bool, float, st
     if code == 0:
         return True, seconds, ""
     lines = [line for line in (run / "train.log").read_text(errors="replace").splitlines() if line.strip()]
-    return False, seconds, (lines[-1] if lines else f"exit code {code}")[:300]
+    errors = [i for i, line in enumerate(lines) if line.startswith("dreamer: error:")]
+    why = " ".join(line.strip() for line in lines[errors[-1]:]) if errors else (lines[-1] if lines else "")
+    return False, seconds, (why or f"exit code {code}")[:300]  # an error of several lines, on one
 
 
 def wall_clock(run: Path) -> float:

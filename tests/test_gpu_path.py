@@ -214,7 +214,7 @@ def _choice_main(rank: int, store: str, directory: str, out: str) -> None:
 def test_ranks_resume_from_the_checkpoint_rank0_chose(tmp_path):
     directory = tmp_path / "checkpoints"
     for step in (10, 20):
-        checkpoint.save(directory, step, {"step": step})
+        checkpoint.save(directory, step, {"step": step, "config": "", "agent": {}})
     mp.spawn(_choice_main, args=(str(tmp_path / "store"), str(directory), str(tmp_path)), nprocs=2, join=True)
     assert [(tmp_path / f"{r}.txt").read_text() for r in range(2)] == ["ckpt-0000000010.pt 10"] * 2
 

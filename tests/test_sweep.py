@@ -84,8 +84,9 @@ def test_failed_run_is_reported_with_why(tmp_path):
     lines = []
     progress = run_sweep(sweep, printer=lines.append)
     assert progress.counts()["failed"] == 1
-    assert "checkpoint does not match this run" in progress.why[Point("xs", 16.0, 0)]
-    assert "failed xs-r16-s0: dreamer: error: checkpoint does not match" in lines[-1]
+    why = progress.why[Point("xs", 16.0, 0)]
+    assert "holds a run this command does not match:" in why and "dims.units: the run has 48, this command gives 32" in why
+    assert f"failed xs-r16-s0: dreamer: error: {run} holds a run this command does not match" in lines[-1]
 
 
 def test_progress_view_shows_the_grid():
