@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from dreamer import distributed
+from dreamer.errors import first_line
 
 # 2: checkpoints carry the envs, policy state and unlogged metric sums; 3: they load with
 # weights_only (no pickled objects; the envs' pickles signed)
@@ -98,7 +99,7 @@ def _read(path: Path, map_location: Any) -> dict[str, Any]:
         unsafe = isinstance(err, pickle.UnpicklingError) and unsafe_globals(path)
         if unsafe:
             raise CheckpointError(unsafe_message(path, unsafe)) from None
-        raise CheckpointError(f"checkpoint {path} is unreadable: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}") from None
+        raise CheckpointError(f"checkpoint {path} is unreadable: {first_line(err)}") from None
     found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
     if found in UPGRADABLE_FORMATS:
         raise CheckpointError(f"checkpoint {path} has format {found}, from an earlier version; convert it once with "
@@ -241,7 +242,7 @@ def upgrade(path: Path, trust: bool) -> list[tuple[Path, str]]:
         try:
             payload = torch.load(file, map_location="cpu", weights_only=False)
         except Exception as err:  # noqa: BLE001 -- torch raises many types for corrupt files
-            raise CheckpointError(f"checkpoint {file} is unreadable: {type(err).__name__}: {err}") from None
+            raise CheckpointError(f"checkpoint {file} is unreadable: {first_line(err)}") from None
         found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
         if found == FORMAT_VERSION:
             done.append((file, f"already format {FORMAT_VERSION}"))

@@ -8,3 +8,9 @@ class ConfigError(ValueError):
 
 class TrainingError(RuntimeError):
     """The run cannot go on; its last checkpoint is kept."""
+
+
+def first_line(err: BaseException) -> str:
+    """An error's type and the first line of its message: enough for a one-line report."""
+    lines = str(err).splitlines()
+    return f"{type(err).__name__}: {lines[0]}" if lines else type(err).__name__

@@ -41,6 +41,7 @@ import numpy as np
 from dreamer.checkpoint import atomic_write, remove_temp_files
 from dreamer.config import ConfigError, ReplayConfig
 from dreamer.console import log
+from dreamer.errors import first_line
 
 CHUNK_NAME = re.compile(r"^env(\d+)-(\d{8})\.npz$")
 LATENTS_FILE = "latents.npz"
@@ -66,15 +67,9 @@ def open_npz(path: Path) -> np.lib.npyio.NpzFile:
     except DamagedFile:
         raise
     except zipfile.BadZipFile as err:
-        raise DamagedFile(f"an archive cut short or corrupted, {reason(err)}") from None
+        raise DamagedFile(f"an archive cut short or corrupted, {first_line(err)}") from None
     except Exception as err:  # a disk error, a member header numpy cannot parse
-        raise DamagedFile(reason(err)) from None
-
-
-def reason(err: Exception) -> str:
-    """The first line of an error, with its type: enough to tell a cut file from a disk error."""
-    lines = str(err).splitlines()
-    return f"{type(err).__name__}: {lines[0]}" if lines else type(err).__name__
+        raise DamagedFile(first_line(err)) from None
 
 
 def check_array(name: str, array: np.ndarray, shape: tuple, dtype: np.dtype) -> None:
@@ -363,7 +358,7 @@ class Replay:
         except DamagedFile:
             raise
         except Exception as err:
-            raise DamagedFile(reason(err)) from None
+            raise DamagedFile(first_line(err)) from None
 
     def _read_chunk(self, path: Path, steps: int) -> dict[str, np.ndarray]:
         """Every array of a chunk, read whole and checked against the keys, shapes and dtypes the
@@ -377,7 +372,7 @@ class Replay:
         except DamagedFile:
             raise
         except Exception as err:  # a member cut short or failing its checksum, an object array
-            raise DamagedFile(reason(err)) from None
+            raise DamagedFile(first_line(err)) from None
         for key, (shape, dtype) in self.keys.items():
             check_array(key, arrays[key], shape, dtype)
             if len(arrays[key]) != steps:
@@ -451,7 +446,7 @@ class Replay:
         except DamagedFile as err:
             self._set_aside(path, err)
         except Exception as err:  # a member cut short, a missing key, an object array
-            self._set_aside(path, DamagedFile(reason(err)))
+            self._set_aside(path, DamagedFile(first_line(err)))
 
     def load(self, written: list[int] | None = None) -> int:
         """Refill the rings from the chunks on disk and return the steps loaded.

@@ -27,6 +27,7 @@ from dreamer import checkpoint
 from dreamer.bench import agent_batch, count_update_flops
 from dreamer.checkpoint import atomic_write
 from dreamer.config import ConfigError, load_config
+from dreamer.errors import first_line
 from dreamer.envs import spaces
 from dreamer.envs.install import require
 from dreamer.recipes import build_agent
@@ -296,7 +297,7 @@ def _run_ray(ray, sweep: Sweep, progress: Progress, flops: dict, todo: list[Poin
                 try:
                     ok, why = ray.get(ref)
                 except Exception as err:  # the task itself died (worker lost, out of memory)
-                    ok, why = False, f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+                    ok, why = False, first_line(err)
                 _finish(sweep, progress, flops, point, ok, why)
             for point in pending.values():
                 if progress.state[point] == "queued" and (sweep.out / point.name / RUNNING_MARKER).exists():

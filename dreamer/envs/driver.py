@@ -10,6 +10,7 @@ import gymnasium as gym
 import numpy as np
 
 from dreamer import signing
+from dreamer.errors import first_line
 
 # policy(obs of N envs) -> (model-form actions (N, A), env actions (N,) or (N, A))
 Policy = Callable[[dict[str, np.ndarray]], tuple[np.ndarray, np.ndarray]]
@@ -91,7 +92,7 @@ class Driver:
     def _recover(self, err: Exception, ended: np.ndarray) -> list[dict[str, float]]:
         """Close the broken envs, start fresh ones; the episodes they were in end as truncated."""
         self.restarts += 1
-        log.warning(f"env fault ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}); "
+        log.warning(f"env fault ({first_line(err)}); "
                     f"restarting the {self.count} env(s) (restart {self.restarts})")
         self._close_broken()
         truncated = [{"return": float(self.returns[env]), "length": int(self.lengths[env]), "truncated": 1.0}
