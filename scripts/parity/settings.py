@@ -32,6 +32,10 @@ TASKS = {
 LOSS_WINDOW = 100
 
 PREFILL = 1100  # random steps before training; the official 2023 loop prefills in blocks of 100
+BATCH_LENGTH = 16
+# The official 2023 loop prefills until its replay holds `train_fill` windows, and a replay of n
+# steps holds n - batch_length + 1 of them: this stops it at PREFILL steps, where ours stops.
+OFFICIAL_2023_FILL = PREFILL - BATCH_LENGTH + 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,7 +61,7 @@ P1_FAST = Setting(
           "--precision", "fp32", *_sets(
               "dims.deter=64", "dims.cnn_depth=16", "dims.units=64", "dims.layers=1",
               "encoder.mlp_units=64", "encoder.mlp_layers=1", "decoder.mlp_units=64", "decoder.mlp_layers=1",
-              "rssm.stoch=8", "rssm.classes=8", "replay.batch_length=16", "run.envs=1",
+              "rssm.stoch=8", "rssm.classes=8", f"replay.batch_length={BATCH_LENGTH}", "run.envs=1",
               "optim.world_model.lr=3e-3", "optim.actor.lr=1e-3", "optim.critic.lr=1e-3")),
     official=_flags(
         rssm__deter=64, rssm__units=64, rssm__stoch=8, rssm__classes=8,
@@ -65,8 +69,8 @@ P1_FAST = Setting(
         encoder__mlp_units=64, encoder__mlp_layers=1, decoder__mlp_units=64, decoder__mlp_layers=1,
         reward_head__units=64, reward_head__layers=1, cont_head__units=64, cont_head__layers=1,
         actor__units=64, actor__layers=1, critic__units=64, critic__layers=1,
-        batch_size=16, batch_length=16, model_opt__lr=3e-3, actor_opt__lr=1e-3, critic_opt__lr=1e-3,
-        run__train_ratio=64, run__train_fill=PREFILL),
+        batch_size=16, batch_length=BATCH_LENGTH, model_opt__lr=3e-3, actor_opt__lr=1e-3, critic_opt__lr=1e-3,
+        run__train_ratio=64, run__train_fill=OFFICIAL_2023_FILL),
 )
 
 SETTINGS = {
