@@ -117,13 +117,21 @@ def test_collect_writes_results_and_verdicts(tmp_path):
         for seed, value in enumerate(values):
             lines = [{"step": 100 * (i + 1), "return": 10.0} for i in range(20)]
             lines += [{"step": 3000 + 100 * i, "return": value} for i in range(20)]
-            write_jsonl(runs / parity.run_name(impl, "2023", "cartpole", "fast", seed) / "episodes.jsonl", lines)
+            logdir = runs / parity.run_name(impl, "2023", "cartpole", "fast", seed)
+            write_jsonl(logdir / "episodes.jsonl", lines)
+            if impl == "ours":
+                write_jsonl(logdir / "metrics.jsonl", [{"step": 5000}, {"step": 6000}])
+            else:
+                (logdir / "perf.json").write_text(json.dumps({"env_steps": 6000, "updates": 1225}))
+    unfinished = runs / parity.run_name("official", "2023", "cartpole", "fast", 3)
+    write_jsonl(unfinished / "episodes.jsonl", [{"step": 100, "return": 1000.0}])  # no perf.json: still running
     (runs / "queue.log").write_text("not a run")
     parity.main(["collect", "--runs", str(runs), "--out", str(out)])
     rows = (out / "results.csv").read_text().splitlines()
     assert rows[0] == "implementation,recipe,task,setting,seed,env_steps,final_return,mean_return"
-    assert "ours,2023,cartpole,fast,0,4900,100.00,55.00" in rows
-    assert "official,2023,cartpole,fast,2,4900,290.00,150.00" in rows
+    assert "ours,2023,cartpole,fast,0,6000,100.00,55.00" in rows
+    assert "official,2023,cartpole,fast,2,6000,290.00,150.00" in rows
+    assert len(rows) == 7  # the header and six finished runs
     verdicts = (out / "verdicts.md").read_text()
     final_row = next(line for line in verdicts.splitlines() if "final return" in line)
     assert "-190.00" in final_row and final_row.endswith("ours worse |")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import os
 import subprocess
 import sys
@@ -53,11 +54,17 @@ def parse_name(name: str) -> dict | None:
             "setting": "-".join(parts[3:-1]), "seed": int(parts[-1][1:])}
 
 
-def finished(logdir: Path, impl: str, task: str) -> bool:
+def env_steps(logdir: Path, impl: str) -> int:
+    """Env steps a run has taken: the official runners' summary at their end, our last log line."""
     if impl == "official":
-        return (logdir / "perf.json").exists()
+        summary = logdir / "perf.json"
+        return json.loads(summary.read_text())["env_steps"] if summary.exists() else 0
     lines = stats.read_jsonl(logdir / "metrics.jsonl") if (logdir / "metrics.jsonl").exists() else []
-    return bool(lines) and lines[-1]["step"] >= settings.TASKS[task].steps
+    return int(lines[-1]["step"]) if lines else 0
+
+
+def finished(logdir: Path, impl: str, task: str) -> bool:
+    return env_steps(logdir, impl) >= settings.TASKS[task].steps
 
 
 def command(args: argparse.Namespace, seed: int, logdir: Path) -> list[str]:
@@ -102,11 +109,11 @@ def run(args: argparse.Namespace) -> None:
 
 
 def collect_runs(runs: Path) -> list[dict]:
-    """Every run folder the harness named under `runs` that has episodes, with its episodes and losses."""
+    """Every finished run under `runs` (folders the harness named), with its episodes and losses."""
     found = []
     for logdir in sorted(p for p in Path(runs).iterdir() if p.is_dir()):
         fields = parse_name(logdir.name)
-        if fields is None or not (logdir / "episodes.jsonl").exists():
+        if fields is None or not finished(logdir, fields["implementation"], fields["task"]):
             continue
         steps, returns = stats.episodes(logdir)
         task = settings.TASKS[fields["task"]]
@@ -115,7 +122,7 @@ def collect_runs(runs: Path) -> list[dict]:
             losses = (stats.official_losses(logdir, settings.LOSS_WINDOW) if fields["implementation"] == "official"
                       else stats.our_losses(logdir))
         found.append({**fields, "logdir": logdir, "steps": steps, "returns": returns, "losses": losses,
-                      "env_steps": int(steps[-1]) if len(steps) else 0,
+                      "env_steps": env_steps(logdir, fields["implementation"]),
                       "final_return": stats.final_return(returns, task.window),
                       "mean_return": stats.mean_return(returns)})
     return found

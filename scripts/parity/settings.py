@@ -73,8 +73,18 @@ P1_FAST = Setting(
         run__train_ratio=64, run__train_fill=OFFICIAL_2023_FILL),
 )
 
+# The 2024 recipe at the learning table's fast settings: size1m, 16 x 16 batches, LaProp at 1e-3
+# after 100 warm-up updates (the reference: 4e-5 after 1,000), ratio 64, one env, no prefill on
+# either side. SETTINGS-2024.md maps every key; official_2024.py's base gives size1m, fp32, one env.
+V2024_FAST = Setting(
+    ours=("--recipe", "2024", "--size", "size1m", "--train-ratio", "64", "--precision", "fp32", *_sets(
+        f"replay.batch_length={BATCH_LENGTH}", "run.envs=1", "v2024.optim.lr=1e-3", "v2024.optim.warmup=100")),
+    official=_flags(run__train_ratio=64, batch_length=BATCH_LENGTH, agent__opt__lr=1e-3, agent__opt__warmup=100),
+)
+
 SETTINGS = {
     ("2023", "fast"): P1_FAST,
+    ("2024", "fast"): V2024_FAST,
     # Our default precision on this CPU (bf16) against the same official fp32 runs.
     ("2023", "fast-bf16"): dataclasses.replace(
         P1_FAST, ours=tuple(a if a != "fp32" else "bf16" for a in P1_FAST.ours)),
