@@ -8,8 +8,10 @@ Writes `summary.csv` and `summary.md` (one row per run) and PNG plots:
   intrinsic_performance.png  for each score level the least compute any size needs to reach it, and
                          the power-law fit of the compute-optimal size against compute (Hilton et
                          al. 2023, "Scaling laws for single-agent reinforcement learning").
-The score is the return, or the Crafter score for Crafter runs. The final score of a run is the
-mean return of its last `window` episodes (Crafter: its score over all its episodes).
+The score of a set of episodes is their mean return, or for Crafter runs (episodes that log
+achievements) the Crafter score of their success rates, in %: the curves, the final score (the last
+`window` episodes of a run) and the random-action level are all in that one unit. Spreads over
+seeds are sample standard deviations (ddof=1) in the tables and the bands alike.
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import warnings
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -32,14 +36,20 @@ FIELDS = ("run", "size", "train_ratio", "seed", "params", "policy_steps", "updat
           "final_score", "flops_per_update", "flops_per_policy_step", "total_flops", "wall_clock_s", "device")
 
 
-def final_score(episodes: list[dict], window: int) -> float:
-    """Mean return of the last `window` episodes, or the Crafter score over all episodes."""
+def score(episodes: list[dict]) -> float:
+    """The score of `episodes`: the Crafter score (%) of their success rates where they log
+    achievements, else their mean return; NaN for none."""
     if not episodes:
         return float("nan")
     rates = success_rates(episodes)
     if rates:
         return crafter_score(np.array(list(rates.values())))
-    return float(np.mean([ep["return"] for ep in episodes[-window:]]))
+    return float(np.mean([ep["return"] for ep in episodes]))
+
+
+def final_score(episodes: list[dict], window: int) -> float:
+    """The score of the last `window` episodes (Crafter: the Crafter score over them)."""
+    return score(episodes[-window:])
 
 
 def collect(out: Path, window: int) -> list[dict]:
@@ -57,8 +67,7 @@ def collect(out: Path, window: int) -> list[dict]:
 
 
 def score_curve(run: dict, grid: np.ndarray, window: int) -> np.ndarray:
-    """The score at each step of `grid`: mean return of the last `window` episodes ended by then
-    (Crafter: the score over the episodes so far)."""
+    """The score at each step of `grid`: that of the last `window` episodes ended by then."""
     episodes = run["_episodes"]
     steps = np.array([ep["step"] for ep in episodes])
     curve = np.full(len(grid), np.nan)
@@ -69,31 +78,77 @@ def score_curve(run: dict, grid: np.ndarray, window: int) -> np.ndarray:
     return curve
 
 
-def flops_at(run: dict, steps: np.ndarray) -> np.ndarray:
-    """Training FLOPs spent by each env step: the train-ratio schedule fixes the updates made by then."""
+def training_start(run: dict) -> int:
+    """The env step after which the train ratio counts steps: the run's steps less those it counted
+    (`counted_steps`; recipe 2023: the prefill, recipe 2024: the steps before the replay held its
+    first batch); the prefill for a `compute.json` written before `counted_steps` was recorded."""
+    if "counted_steps" in run:
+        return int(run["policy_steps"] - run["counted_steps"])
+    return int(run.get("prefill", 0))
+
+
+def random_steps(run: dict) -> int:
+    """Env steps taken with random actions (the prefill), which run no policy network."""
+    return int(run.get("random_steps", run.get("prefill", 0)))
+
+
+def updates_at(run: dict, steps: np.ndarray) -> np.ndarray:
+    """Updates made by each env step of `steps`: the exact train-ratio schedule from `training_start`."""
+    schedule, start = TrainRatio(run["train_ratio"], run["replayed_per_update"]), training_start(run)
+    return np.array([schedule.total_after(max(int(s) - start, 0)) for s in steps], dtype=float)
+
+
+def first_update_step(run: dict) -> int:
+    """The env step whose iteration made the run's first update: the episodes that ended by then
+    were played before any update (the update is launched after that step's actions are chosen)."""
     schedule = TrainRatio(run["train_ratio"], run["replayed_per_update"])
-    updates = np.array([schedule.total_after(max(int(s) - run["prefill"], 0)) for s in steps], dtype=float)
-    return updates * run["flops_per_update"] + steps * run["flops_per_policy_step"]
+    return training_start(run) + math.ceil(Fraction(schedule.per_update) / schedule.ratio)
+
+
+def flops_at(run: dict, steps: np.ndarray) -> np.ndarray:
+    """Training FLOPs spent by each env step: the updates made by then, and a policy step for each
+    env step after the random prefill (random actions run no network)."""
+    policy_steps = np.maximum(np.asarray(steps, dtype=float) - random_steps(run), 0.0)
+    return updates_at(run, steps) * run["flops_per_update"] + policy_steps * run["flops_per_policy_step"]
+
+
+def cell_curves(runs: list[dict], grid: np.ndarray, window: int) -> list[dict]:
+    """Per (size, train ratio), in that order: its seed-mean score curve on the steps of `grid` that
+    all its seeds reached, with the training FLOPs at those steps."""
+    curves = []
+    for key in sorted({(r["size"], r["train_ratio"]) for r in runs}):
+        group = [r for r in runs if (r["size"], r["train_ratio"]) == key]
+        steps = grid[grid <= min(r["policy_steps"] for r in group)]
+        with warnings.catch_warnings():  # steps before any seed's first episode are NaN
+            warnings.simplefilter("ignore", RuntimeWarning)
+            scores = np.nanmean([score_curve(r, steps, window) for r in group], 0)
+        curves.append({"size": key[0], "train_ratio": key[1], "params": group[0]["params"], "steps": steps,
+                       "flops": flops_at(group[0], steps), "scores": scores})
+    return curves
+
+
+def flops_frontier(curves: list[dict]) -> tuple[np.ndarray, np.ndarray]:
+    """The compute-efficient frontier of `cell_curves`: at each FLOPs value of any curve, the best
+    seed-mean score any curve reached with at most that compute (a running maximum over seed means,
+    so it ends at the top level of `intrinsic_performance`)."""
+    points = sorted((f, v) for c in curves for f, v in zip(c["flops"], c["scores"]) if np.isfinite(v))
+    if not points:
+        return np.array([]), np.array([])
+    flops, scores = np.array(points).T
+    return flops, np.maximum.accumulate(scores)
 
 
 def intrinsic_performance(runs: list[dict], grid: np.ndarray, window: int, levels: int | list[float] = 20) -> dict:
     """Compute-optimal size per score level (Hilton et al. 2023).
 
     Each (size, ratio) gets its seed-mean score curve against training FLOPs. `levels` evenly spaced
-    score levels run from the random-action level (from the runs' prefill episodes; from the lowest
-    score where there are none) to the best score, the random level itself excluded. For each level,
+    score levels run from the random-play level (`random_level`; from the lowest score where no
+    episode ended before a first update) to the best score, the random level itself excluded. For each level,
     C*(level) is the least FLOPs at which any of them first reaches the level and N*(level) the
     parameter count of that size. A least-squares line through (log C*, log N*) gives the power law
     N* = a C*^b; the exponent's uncertainty is the standard error of that slope.
     """
-    curves = []
-    for key in sorted({(r["size"], r["train_ratio"]) for r in runs}):
-        group = [r for r in runs if (r["size"], r["train_ratio"]) == key]
-        steps = grid[grid <= min(r["policy_steps"] for r in group)]
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            scores = np.nanmean([score_curve(r, steps, window) for r in group], 0)
-        curves.append((group[0]["params"], flops_at(group[0], steps), scores))
+    curves = [(c["params"], c["flops"], c["scores"]) for c in cell_curves(runs, grid, window)]
     finite = np.concatenate([s[np.isfinite(s)] for _, _, s in curves])
     result = {"levels": [], "compute": [], "params": [], "exponent": None, "exponent_se": None, "coefficient": None}
     if finite.size == 0:
@@ -143,10 +198,11 @@ def write_tables(runs: list[dict], out: Path, fit: dict) -> None:
     grouped: dict[tuple, list[float]] = {}
     for run in runs:
         grouped.setdefault((run["size"], run["train_ratio"]), []).append(run["final_score"])
-    lines += ["", "Final score, mean +- std over seeds:", "", "| size | train ratio | seeds | final score |",
-              "|---|---:|---:|---:|"]
+    lines += ["", "Final score, mean +- sample std (ddof=1) over seeds:", "",
+              "| size | train ratio | seeds | final score |", "|---|---:|---:|---:|"]
     for (size, ratio), scores in grouped.items():
-        lines.append(f"| {size} | {ratio:g} | {len(scores)} | {np.mean(scores):.4g} +- {np.std(scores):.2g} |")
+        spread = f"{np.std(scores, ddof=1):.2g}" if len(scores) > 1 else "n/a"
+        lines.append(f"| {size} | {ratio:g} | {len(scores)} | {np.mean(scores):.4g} +- {spread} |")
     lines += ["", "Intrinsic performance (Hilton et al. 2023): " + describe_fit(fit), "",
               "| score level | least training FLOPs | compute-optimal parameters |", "|---:|---:|---:|"]
     lines += [f"| {lv:.4g} | {c:.4g} | {p:,} |" for lv, c, p in zip(fit["levels"], fit["compute"], fit["params"])]
@@ -197,11 +253,21 @@ def clip_to_runs(ax, values: list[float]) -> None:
         ax.set_ylim(min(values) - pad, max(values) + pad)
 
 
+def untrained_episodes(run: dict) -> list[dict]:
+    """The episodes of `run` that ended by its first update (`first_update_step`)."""
+    first = first_update_step(run)
+    return [ep for ep in run["_episodes"] if ep["step"] <= first]
+
+
 def random_level(runs: list[dict]) -> float | None:
-    """Mean return of the episodes played with random actions (ended within a run's prefill), over
-    all runs; None where no episode did (a run without prefill, e.g. the 2024 recipe)."""
-    returns = [ep["return"] for run in runs for ep in run["_episodes"] if ep["step"] <= run.get("prefill", 0)]
-    return float(np.mean(returns)) if returns else None
+    """The random-play level: the score (`score`, so a Crafter score for Crafter runs) of all runs'
+    episodes that ended before any update was made (`untrained_episodes`). Under recipe 2023 they
+    are the prefill's random actions (and the few steps to the first update); recipe 2024 has no
+    prefill, and its untrained policy acts until the replay holds a batch: its actor's output layer
+    starts at 0.01 of the usual scale (`v2024.actor_outscale`), so its actions are close to uniform.
+    None where no run has such an episode."""
+    episodes = [ep for run in runs for ep in untrained_episodes(run)]
+    return score(episodes) if episodes else None
 
 
 def _score_label(runs: list[dict], window: int) -> str:
@@ -248,16 +314,12 @@ def _plot_heatmap(plt, runs: list[dict], sizes: list[str], ratios: list[float]):
 
 def _plot_flops(plt, runs: list[dict], grid: np.ndarray, window: int):
     fig, ax = plt.subplots(figsize=(6, 4))
-    points = []
     for run in runs:
         steps = grid[grid <= run["policy_steps"]]
-        flops, scores = flops_at(run, steps), score_curve(run, steps, window)
-        ax.plot(flops, scores, alpha=0.5, label=run["run"])
-        points += [(f, s) for f, s in zip(flops, scores) if np.isfinite(s)]
-    if points:
-        points.sort()
-        frontier = np.maximum.accumulate([s for _, s in points])
-        ax.plot([f for f, _ in points], frontier, color="black", lw=2, label="frontier")
+        ax.plot(flops_at(run, steps), score_curve(run, steps, window), alpha=0.5, label=run["run"])
+    flops, best = flops_frontier(cell_curves(runs, grid, window))
+    if flops.size:
+        ax.plot(flops, best, color="black", lw=2, label="frontier (seed means)")
     chance = random_level(runs)
     if chance is not None:
         ax.axhline(chance, color="gray", linestyle="--", linewidth=1, label="random actions")

@@ -129,17 +129,31 @@ class Sweep:
 
 
 def count_flops(sweep: Sweep, size: str) -> dict[str, float]:
-    """FLOPs (matmuls and convolutions, forward and backward) of one learner update on a replay-shaped
-    batch and of one policy step for one env, for `size` in this sweep's configuration."""
+    """FLOPs of one learner update on a replay-shaped batch (forward and backward) and of one policy
+    step for one env, for `size` in this sweep's configuration.
+
+    Counted by torch's `FlopCounterMode`, which counts the ops it has formulas for: matmuls
+    (mm, addmm, bmm, baddbmm), convolutions and their backward passes, and attention. Elementwise
+    work, normalisation, activations, sampling and the optimiser step are not counted. Both are
+    counted uncompiled whatever `run.compile` says: the update inside `agent.eager()`, the policy
+    step as the agent's `act`, the function its compiled policy step wraps (a compiled graph runs
+    kernels the counter does not see). Compiling changes how these ops run, not their number."""
     cfg = sweep.config(Point(size, sweep.ratios[0], 0))
     obs_space, act_space = spaces(cfg.env, cfg.environment)
     agent = build_agent(cfg, obs_space, act_space)
     batch = agent.to_tensors(agent_batch(agent, obs_space, act_space, cfg.replay.batch_size, cfg.replay.batch_length))
     update = count_update_flops(agent, batch)
-    with FlopCounterMode(display=False) as counter:
-        agent.policy({k: v[:1, 0] for k, v in batch.items()})
     return {"params": agent.parameter_counts()["total"], "flops_per_update": float(update),
-            "flops_per_policy_step": float(counter.get_total_flops())}
+            "flops_per_policy_step": float(count_policy_flops(agent, {k: v[:1, 0] for k, v in batch.items()}))}
+
+
+def count_policy_flops(agent, obs: dict[str, torch.Tensor]) -> int:
+    """FLOPs of one uncompiled policy step (`agent.act`, train mode) on `obs` from a fresh state."""
+    encoder = agent.wm.encoder
+    obs = {k: obs[k] for k in (*encoder.image_keys, *encoder.vector_keys, "is_first")}
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        agent.act(obs, *agent.initial_policy_state(1), mode="train")
+    return counter.get_total_flops()
 
 
 def flops_table(sweep: Sweep, log: Callable[[str], None]) -> dict[str, dict[str, float]]:
@@ -165,16 +179,21 @@ def device_kind(device: str) -> str:
 
 
 def account(sweep: Sweep, point: Point, flops: dict[str, float], wall_clock: float) -> dict:
-    """compute.json of a finished run: its counts from the final checkpoint times the counted FLOPs."""
+    """compute.json of a finished run: its counts from the final checkpoint times the counted FLOPs.
+
+    `random_steps` are the prefill's steps (every env steps with random actions while the step
+    count is below `run.prefill`), which run no policy network and are not charged policy FLOPs;
+    `counted_steps` are the steps the train ratio counted (all but those before training began)."""
     run = sweep.out / point.name
     _, payload = checkpoint.resolve(run)
     updates, steps = payload["ratio"]["updates"], payload["progress"]["step"]
     cfg = sweep.config(point)
+    random = min(steps, -(-cfg.run.prefill // cfg.run.envs) * cfg.run.envs)
     return {
         "size": point.size, "train_ratio": point.ratio, "seed": point.seed, "env": sweep.env, **flops,
         "prefill": cfg.run.prefill, "replayed_per_update": cfg.replay.batch_size * cfg.replay.batch_length,
-        "updates": updates, "policy_steps": steps,
-        "total_flops": updates * flops["flops_per_update"] + steps * flops["flops_per_policy_step"],
+        "updates": updates, "policy_steps": steps, "random_steps": random, "counted_steps": payload["ratio"]["steps"],
+        "total_flops": updates * flops["flops_per_update"] + (steps - random) * flops["flops_per_policy_step"],
         "wall_clock_s": wall_clock, "device": device_kind(sweep.device),
     }
 
@@ -186,7 +205,7 @@ class Progress:
 
     def __init__(self, sweep: Sweep, printer: Callable[[str], None] = print):
         self.sweep, self.print = sweep, printer
-        self.sizes = [parse_size(size)[0] for size in sweep.sizes]
+        self.sizes = [parse_size(size, sweep.recipe)[0] for size in sweep.sizes]
         self.state = {p: "queued" for p in sweep.points()}
         self.why: dict[Point, str] = {}
         self.lock = threading.Lock()

@@ -227,8 +227,8 @@ def test_a_2024_sweep_scales_custom_widths_as_its_presets(tmp_path):
     assert 0 < small["params"] < preset["params"] and 0 < small["flops_per_update"] < preset["flops_per_update"]
 
 
-def test_report_bands_are_student_t_intervals_and_the_random_level_comes_from_the_prefill():
-    from dreamer.report import mean_and_band, random_level
+def test_report_bands_are_student_t_intervals():
+    from dreamer.report import mean_and_band
 
     curves = np.array([[1.0, np.nan, 2.0], [3.0, np.nan, 2.0], [5.0, 7.0, 2.0]])
     mean, low, high = mean_and_band(curves)
@@ -236,8 +236,49 @@ def test_report_bands_are_student_t_intervals_and_the_random_level_comes_from_th
     assert mean[0] == pytest.approx(3.0) and high[0] - mean[0] == pytest.approx(4.3027 * 2 / 3 ** 0.5, rel=1e-4)
     assert low[1] == high[1] == mean[1] == 7.0  # one seed: no band
     assert low[2] == high[2] == 2.0  # no spread
-    runs = [{"prefill": 100, "_episodes": [{"step": 50, "return": 10.0}, {"step": 100, "return": 20.0},
-                                           {"step": 150, "return": 500.0}]},
-            {"prefill": 0, "_episodes": [{"step": 10, "return": 99.0}]}]
-    assert random_level(runs) == 15.0
-    assert random_level(runs[1:]) is None
+
+
+def test_progress_view_of_a_2024_sweep_with_a_custom_width():
+    """Under recipe 2024 a custom width is NAME:D; the view names its rows as the points do."""
+    sweep = Sweep(env="gym:CartPole-v1", sizes=["d32:32", "size1m"], ratios=[64], seeds=1, steps=10, out=None,
+                  recipe="2024")
+    progress = Progress(sweep, printer=lambda text: None)
+    progress.set(Point("d32", 64, 0), "done")
+    rows = [line.split() for line in progress.render().splitlines()]
+    assert ["d32", "D"] in rows and ["size1m", "."] in rows
+
+
+def test_compute_json_charges_no_policy_flops_for_the_random_prefill(tmp_path, monkeypatch):
+    """Two envs, prefill 50: the iterations from steps 0, 2, ..., 48 act at random (50 steps), and
+    the policy FLOPs are charged for the other 70 of 120; the ratio counted 70 steps."""
+    from dreamer import sweep as sweep_module
+
+    payload = {"ratio": {"updates": 17, "steps": 70}, "progress": {"step": 120}}
+    monkeypatch.setattr(sweep_module.checkpoint, "resolve", lambda run: (run, payload))
+    sweep = Sweep(env="gym:CartPole-v1", sizes=["xs"], ratios=[16.0], seeds=1, steps=120, out=tmp_path,
+                  overrides=[*OVERRIDES, "run.envs=2"])
+    flops = {"params": 10, "flops_per_update": 1000.0, "flops_per_policy_step": 3.0}
+    record = sweep_module.account(sweep, Point("xs", 16.0, 0), flops, 1.0)
+    assert record["random_steps"] == 50 and record["counted_steps"] == 70
+    assert record["total_flops"] == 17 * 1000.0 + 70 * 3.0
+    sweep = Sweep(env="gym:CartPole-v1", sizes=["xs"], ratios=[16.0], seeds=1, steps=120, out=tmp_path,
+                  overrides=[*OVERRIDES, "run.envs=4", "run.prefill=66"])  # from 0, 4, ..., 64: 68 steps
+    assert sweep_module.account(sweep, Point("xs", 16.0, 0), flops, 1.0)["random_steps"] == 68
+
+
+def test_policy_flops_are_counted_uncompiled(tmp_path, monkeypatch):
+    """With run.compile=on the policy step's FLOPs are those of the eager step: a compiled graph
+    runs kernels the FLOP counter does not see, so the count must not go through one."""
+    from dreamer import compiler
+    from dreamer.sweep import count_flops
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("count_flops ran a compiled function")
+
+    monkeypatch.setattr(compiler.Compiled, "__call__", refuse)
+    counts = {}
+    for setting in ("off", "on"):
+        sweep = Sweep(env="gym:CartPole-v1", sizes=["xs"], ratios=[16.0], seeds=1, steps=10, out=tmp_path,
+                      overrides=[*OVERRIDES, f"run.compile={setting}"], device="cpu")
+        counts[setting] = count_flops(sweep, "xs")
+    assert counts["on"] == counts["off"] and counts["on"]["flops_per_policy_step"] > 0
