@@ -169,7 +169,8 @@ def intrinsic_performance(runs: list[dict], grid: np.ndarray, window: int, level
             result["levels"].append(float(level))
             result["compute"].append(best[0])
             result["params"].append(best[1])
-    x, y = np.log10(result["compute"]), np.log10(result["params"])
+    trained = np.array(result["compute"]) > 0  # a level reached before any update has no log C*
+    x, y = np.log10(np.array(result["compute"])[trained]), np.log10(np.array(result["params"])[trained])
     if len(x) >= 3 and np.ptp(x) > 0:
         (slope, intercept), cov = np.polyfit(x, y, 1, cov=True)
         result.update(exponent=float(slope), exponent_se=float(np.sqrt(cov[0, 0])), coefficient=float(10**intercept))

@@ -36,7 +36,8 @@ def test_each_point_is_an_ordinary_run_with_compute_accounting(finished):
         assert compute["policy_steps"] == checkpoint_steps == 120
         assert compute["updates"] == (120 - 50) * ratio // 64  # the exact ratio schedule
         assert compute["total_flops"] == pytest.approx(
-            compute["updates"] * compute["flops_per_update"] + 120 * compute["flops_per_policy_step"])
+            compute["updates"] * compute["flops_per_update"] + (120 - 50) * compute["flops_per_policy_step"])
+        assert compute["random_steps"] == 50 and compute["counted_steps"] == 120 - 50
         assert compute["flops_per_update"] > 1e6 and compute["params"] > 0 and compute["wall_clock_s"] > 0
         assert compute["device"].startswith("cpu")
         assert (run / "config.yaml").read_text().count(f"train_ratio: {ratio:.1f}") == 1
