@@ -1,17 +1,21 @@
 """`dreamer report DIR`: tables and plots of a sweep's runs.
 
-Writes `summary.csv` and `summary.md` (one row per run) and PNG plots:
+Writes `summary.csv` and `summary.md` (one row per run, the final score per size and ratio, the
+compute frontier and its fit) and PNG plots:
   returns_vs_steps.png   score against env steps, a panel per train ratio, a line per size (mean and
-                         95% t interval over seeds, the random-action level as a line);
+                         95% t interval over seeds, the random-play level as a line);
   final_heatmap.png      final score as a size x ratio heatmap (mean over seeds);
-  returns_vs_flops.png   score against training FLOPs, every run, with the compute-efficient frontier;
+  returns_vs_flops.png   score against training FLOPs, every run, with the compute-efficient frontier
+                         of the seed means;
   intrinsic_performance.png  for each score level the least compute any size needs to reach it, and
                          the power-law fit of the compute-optimal size against compute (Hilton et
                          al. 2023, "Scaling laws for single-agent reinforcement learning").
 The score of a set of episodes is their mean return, or for Crafter runs (episodes that log
-achievements) the Crafter score of their success rates, in %: the curves, the final score (the last
-`window` episodes of a run) and the random-action level are all in that one unit. Spreads over
-seeds are sample standard deviations (ddof=1) in the tables and the bands alike.
+achievements) the Crafter score of their success rates, in %: the curves, the final score and the
+random-play level are all in that one unit. The curves (plots and fit) smooth over a window of env
+steps (`SMOOTHING_SHARE` of the longest run), the same for every run; a run's final score in the
+tables and the heatmap is the score of its last `window` episodes. Spreads over seeds are sample
+standard deviations (ddof=1) in the tables and the bands alike.
 """
 
 from __future__ import annotations
@@ -31,6 +35,12 @@ from dreamer.envs.crafter_env import crafter_score, success_rates
 from dreamer.logging import read_jsonl
 from dreamer.replay import TrainRatio
 from dreamer.sweep import wall_clock
+
+SMOOTHING_SHARE = 0.1  # the curves' window of env steps, as a share of the longest run's steps
+GRID_POINTS = 40  # evaluation points along the runs, evenly spaced in env steps
+LEVELS = 20  # score levels of the compute frontier
+MIN_FRONTIER_SIZES = 3  # distinct compute-optimal sizes below which no power law is fitted
+CONFIDENCE = 0.95  # of the bands around the mean over seeds and of the bootstrap intervals
 
 FIELDS = ("run", "size", "train_ratio", "seed", "params", "policy_steps", "updates", "episodes",
           "final_score", "flops_per_update", "flops_per_policy_step", "total_flops", "wall_clock_s", "device")
@@ -66,16 +76,27 @@ def collect(out: Path, window: int) -> list[dict]:
     return runs
 
 
-def score_curve(run: dict, grid: np.ndarray, window: int) -> np.ndarray:
-    """The score at each step of `grid`: that of the last `window` episodes ended by then."""
-    episodes = run["_episodes"]
-    steps = np.array([ep["step"] for ep in episodes])
-    curve = np.full(len(grid), np.nan)
-    for i, step in enumerate(grid):
-        done = [ep for ep, s in zip(episodes, steps) if s <= step]
-        if done:
-            curve[i] = final_score(done, window)
-    return curve
+def smoothing_window(runs: list[dict]) -> float:
+    """The curves' window of env steps: `SMOOTHING_SHARE` of the longest run."""
+    return SMOOTHING_SHARE * max(run["policy_steps"] for run in runs)
+
+
+def evaluation_grid(runs: list[dict]) -> np.ndarray:
+    """`GRID_POINTS` env steps evenly spaced up to the longest run's last step."""
+    last = max(run["policy_steps"] for run in runs)
+    return np.linspace(last / GRID_POINTS, last, GRID_POINTS)
+
+
+def score_curve(run: dict, grid: np.ndarray, window_steps: float) -> np.ndarray:
+    """The score at each step s of `grid`: that of the episodes that ended in the window of env
+    steps (s - window_steps, s]; NaN where none did. A window of steps lags every run's curve by as
+    many steps whatever its episodes' lengths; a count of episodes would span a few steps of short,
+    failed episodes and thousands of long, good ones."""
+    episodes = sorted(run["_episodes"], key=lambda ep: ep["step"])
+    ends = np.array([ep["step"] for ep in episodes], dtype=float)
+    grid = np.asarray(grid, dtype=float)
+    starts, stops = np.searchsorted(ends, grid - window_steps, "right"), np.searchsorted(ends, grid, "right")
+    return np.array([score(episodes[a:b]) for a, b in zip(starts, stops)])
 
 
 def training_start(run: dict) -> int:
@@ -112,18 +133,24 @@ def flops_at(run: dict, steps: np.ndarray) -> np.ndarray:
     return updates_at(run, steps) * run["flops_per_update"] + policy_steps * run["flops_per_policy_step"]
 
 
-def cell_curves(runs: list[dict], grid: np.ndarray, window: int) -> list[dict]:
-    """Per (size, train ratio), in that order: its seed-mean score curve on the steps of `grid` that
-    all its seeds reached, with the training FLOPs at those steps."""
+def seed_mean(curves: np.ndarray) -> np.ndarray:
+    """(seeds, points) -> the mean over the seeds with a value at each point (NaN where none has)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(curves, 0)
+
+
+def cell_curves(runs: list[dict], grid: np.ndarray, window_steps: float) -> list[dict]:
+    """Per (size, train ratio), in that order: its seeds' score curves (`seeds`, one row per run) and
+    their mean (`scores`) on the steps of `grid` that all its seeds reached, with the training
+    FLOPs at those steps."""
     curves = []
     for key in sorted({(r["size"], r["train_ratio"]) for r in runs}):
         group = [r for r in runs if (r["size"], r["train_ratio"]) == key]
         steps = grid[grid <= min(r["policy_steps"] for r in group)]
-        with warnings.catch_warnings():  # steps before any seed's first episode are NaN
-            warnings.simplefilter("ignore", RuntimeWarning)
-            scores = np.nanmean([score_curve(r, steps, window) for r in group], 0)
+        seeds = np.array([score_curve(r, steps, window_steps) for r in group]).reshape(len(group), len(steps))
         curves.append({"size": key[0], "train_ratio": key[1], "params": group[0]["params"], "steps": steps,
-                       "flops": flops_at(group[0], steps), "scores": scores})
+                       "flops": flops_at(group[0], steps), "seeds": seeds, "scores": seed_mean(seeds)})
     return curves
 
 
@@ -138,51 +165,152 @@ def flops_frontier(curves: list[dict]) -> tuple[np.ndarray, np.ndarray]:
     return flops, np.maximum.accumulate(scores)
 
 
-def intrinsic_performance(runs: list[dict], grid: np.ndarray, window: int, levels: int | list[float] = 20) -> dict:
-    """Compute-optimal size per score level (Hilton et al. 2023).
+def crossings(flops: np.ndarray, scores: np.ndarray, levels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per level, where a curve first reaches it: the FLOPs, linearly interpolated between the last
+    point below the level and the first at or above it (that first point itself where no value
+    precedes it), NaN where the curve never reaches it; and whether that first point is the curve's
+    last, so that the run's budget ended as it got there (censored)."""
+    levels = np.asarray(levels, dtype=float)
+    if scores.size == 0:
+        return np.full(len(levels), np.nan), np.zeros(len(levels), bool)
+    above = scores[None, :] >= levels[:, None]  # NaN compares False: no value, not reached
+    reached, first = above.any(1), above.argmax(1)
+    before = np.maximum(first - 1, 0)
+    low, high = scores[before], scores[first]
+    between = reached & (first > 0) & np.isfinite(low)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        share = np.where(between, (levels - low) / (high - low), 1.0)
+    compute = np.where(reached, flops[before] + share * (flops[first] - flops[before]), np.nan)
+    return compute, reached & (first == scores.size - 1)
 
-    Each (size, ratio) gets its seed-mean score curve against training FLOPs. `levels` evenly spaced
-    score levels run from the random-play level (`random_level`; from the lowest score where no
-    episode ended before a first update) to the best score, the random level itself excluded. For each level,
-    C*(level) is the least FLOPs at which any of them first reaches the level and N*(level) the
-    parameter count of that size. A least-squares line through (log C*, log N*) gives the power law
-    N* = a C*^b; the exponent's uncertainty is the standard error of that slope.
-    """
-    curves = [(c["params"], c["flops"], c["scores"]) for c in cell_curves(runs, grid, window)]
-    finite = np.concatenate([s[np.isfinite(s)] for _, _, s in curves])
-    result = {"levels": [], "compute": [], "params": [], "exponent": None, "exponent_se": None, "coefficient": None}
+
+def frontier(curves: list[dict], levels: np.ndarray) -> dict[str, np.ndarray]:
+    """Per level, the curve of `cell_curves` that reaches it with the least FLOPs: `compute` (C*,
+    NaN where no curve reaches the level), `cell` (its index, -1 for none), `params` (N*) and
+    `censored` (whether it got there at its last point)."""
+    hits = [crossings(c["flops"], c["scores"], levels) for c in curves]
+    compute = np.array([h[0] for h in hits]).reshape(len(curves), len(levels))
+    censored = np.array([h[1] for h in hits]).reshape(len(curves), len(levels))
+    ranked = np.where(np.isnan(compute), np.inf, compute)
+    best, columns = ranked.argmin(0), np.arange(len(levels))
+    reached = np.isfinite(ranked[best, columns])
+    params = np.array([c["params"] for c in curves], dtype=float)
+    return {"compute": np.where(reached, ranked[best, columns], np.nan), "cell": np.where(reached, best, -1),
+            "params": np.where(reached, params[best], np.nan), "censored": reached & censored[best, columns]}
+
+
+def power_law(compute: np.ndarray, params: np.ndarray) -> tuple[float | None, float | None, str | None]:
+    """(b, a, None) of the least-squares line log10 N* = log10 a + b log10 C* through the levels
+    reached with some training (C* > 0), or (None, None, why) where the frontier holds fewer than
+    `MIN_FRONTIER_SIZES` distinct sizes: the levels then repeat two or one N*, and the slope says
+    where the frontier switches size, not how N* grows with compute (one size alone gives b = 0)."""
+    compute, params = np.asarray(compute, dtype=float), np.asarray(params, dtype=float)
+    keep = np.isfinite(compute) & (compute > 0)
+    sizes = len(set(params[keep]))
+    if sizes < MIN_FRONTIER_SIZES:
+        return None, None, (f"no exponent: {sizes} distinct size{'' if sizes == 1 else 's'} on the frontier, "
+                            f"a power law needs at least {MIN_FRONTIER_SIZES}")
+    slope, intercept = np.polyfit(np.log10(compute[keep]), np.log10(params[keep]), 1)
+    return float(slope), float(10**intercept), None
+
+
+def score_levels(curves: list[dict], chance: float | None, count: int) -> np.ndarray:
+    """`count` evenly spaced levels from above the random-play level `chance` to the best seed-mean
+    score (levels at or below random play take no training to reach); from the lowest score to the
+    best where `chance` is None."""
+    finite = np.concatenate([c["scores"][np.isfinite(c["scores"])] for c in curves])
     if finite.size == 0:
-        return result
-    if isinstance(levels, int):
-        chance = random_level(runs)
-        if chance is None:
-            levels = list(np.linspace(finite.min(), finite.max(), levels))
-        else:  # only levels above random play: those below it take no training to reach
-            levels = [level for level in np.linspace(chance, finite.max(), levels + 1)[1:] if level > chance]
-    for level in levels:
-        best = None
-        for params, flops, scores in curves:
-            reached = np.flatnonzero(scores >= level)
-            if reached.size and (best is None or flops[reached[0]] < best[0]):
-                best = (float(flops[reached[0]]), params)
-        if best:
-            result["levels"].append(float(level))
-            result["compute"].append(best[0])
-            result["params"].append(best[1])
-    trained = np.array(result["compute"]) > 0  # a level reached before any update has no log C*
-    x, y = np.log10(np.array(result["compute"])[trained]), np.log10(np.array(result["params"])[trained])
-    if len(x) >= 3 and np.ptp(x) > 0:
-        (slope, intercept), cov = np.polyfit(x, y, 1, cov=True)
-        result.update(exponent=float(slope), exponent_se=float(np.sqrt(cov[0, 0])), coefficient=float(10**intercept))
-    return result
+        return np.array([])
+    if chance is None:
+        return np.linspace(finite.min(), finite.max(), count)
+    levels = np.linspace(chance, finite.max(), count + 1)[1:]
+    return levels[levels > chance]
+
+
+def interval(values: np.ndarray, discrete: bool = False) -> tuple[float, float] | None:
+    """The central `CONFIDENCE` percentile interval of the finite `values` (None where there are
+    none); `discrete` takes its ends from the values themselves (a parameter count that exists)."""
+    values = np.asarray(values, dtype=float)
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return None
+    tail = 50 * (1 - CONFIDENCE)
+    if discrete:
+        return float(np.percentile(values, tail, method="lower")), float(np.percentile(values, 100 - tail,
+                                                                                        method="higher"))
+    low, high = np.percentile(values, [tail, 100 - tail])
+    return float(low), float(high)
+
+
+def bootstrap_frontier(curves: list[dict], levels: np.ndarray, samples: int, seed: int = 0) -> dict:
+    """The frontier and the exponent refitted on `samples` bootstrap resamples of the seeds: each
+    (size, ratio) draws as many of its seed curves as it has, with replacement, and averages them.
+    Per level the `CONFIDENCE` interval of C* and of N* over the resamples that reach the level and
+    the share that do; the exponent's interval over the resamples with `MIN_FRONTIER_SIZES` sizes
+    on the frontier, and their share. A cell with one seed adds no spread."""
+    rng = np.random.default_rng(seed)
+    compute, params = np.full((samples, len(levels)), np.nan), np.full((samples, len(levels)), np.nan)
+    exponents = np.full(samples, np.nan)
+    for i in range(samples):
+        drawn = [{**c, "scores": seed_mean(c["seeds"][rng.integers(0, len(c["seeds"]), len(c["seeds"]))])}
+                 for c in curves]
+        point = frontier(drawn, levels)
+        compute[i], params[i] = point["compute"], point["params"]
+        exponent = power_law(point["compute"], point["params"])[0]
+        exponents[i] = np.nan if exponent is None else exponent
+    return {"compute_ci": [interval(column) for column in compute.T],
+            "params_ci": [interval(column, discrete=True) for column in params.T],
+            "reached_share": list(np.isfinite(compute).mean(0)),
+            "exponent_ci": interval(exponents), "exponent_share": float(np.isfinite(exponents).mean())}
+
+
+def intrinsic_performance(runs: list[dict], grid: np.ndarray, window_steps: float, levels: int | list[float] = LEVELS,
+                          samples: int | None = None, seed: int = 0) -> dict:
+    """Compute-optimal size per score level (Hilton et al. 2023), with bootstrap intervals.
+
+    Each (size, ratio) gets its seed-mean score curve (`cell_curves`, smoothed over `window_steps`
+    env steps) against training FLOPs. `levels` evenly spaced score levels run from above the
+    random-play level (`random_level`) to the best seed-mean score (`score_levels`). For each level
+    reached, C* is the least FLOPs at which any curve reaches it, interpolated between grid points
+    (`crossings`), N* the parameter count of that curve's size, and `size`, `train_ratio` name the
+    curve; `censored` marks a level its curve reached only at its last point, where the run's
+    budget ended: a longer run of another size might have reached it with less compute. A
+    least-squares line through (log C*, log N*) over the levels gives the power law N* = a C*^b
+    (`power_law`; none, with `why`, from fewer than `MIN_FRONTIER_SIZES` distinct sizes).
+    Intervals: `bootstrap_frontier` over `samples` resamples of the seeds (default: dreamer.protocols'
+    BOOTSTRAP_SAMPLES); the fit's levels stay those of the full data.
+    """
+    from dreamer.protocols import BOOTSTRAP_SAMPLES
+
+    curves = cell_curves(runs, grid, window_steps)
+    chance = random_level(runs)
+    levels = score_levels(curves, chance, levels) if isinstance(levels, int) else np.asarray(levels, dtype=float)
+    point = frontier(curves, levels)
+    reached = np.isfinite(point["compute"])
+    exponent, coefficient, why = power_law(point["compute"], point["params"])
+    spread = bootstrap_frontier(curves, levels[reached], BOOTSTRAP_SAMPLES if samples is None else samples, seed)
+    cells = [curves[i] for i in point["cell"][reached]]
+    return {"levels": [float(v) for v in levels[reached]], "compute": [float(v) for v in point["compute"][reached]],
+            "params": [int(c["params"]) for c in cells], "size": [c["size"] for c in cells],
+            "train_ratio": [c["train_ratio"] for c in cells], "censored": [bool(v) for v in point["censored"][reached]],
+            "random_level": chance, "window_steps": float(window_steps), "exponent": exponent,
+            "coefficient": coefficient, "why": why if reached.any() else "no level above random play was reached",
+            **spread}
+
+
+def _span(bounds: tuple[float, float] | None, form: str) -> str:
+    return "n/a" if bounds is None else f"[{bounds[0]:{form}}, {bounds[1]:{form}}]"
 
 
 def describe_fit(fit: dict) -> str:
+    """One line: the power law with its bootstrap interval, or why there is none."""
+    head = "compute-optimal size vs compute: "
     if fit["exponent"] is None:
-        return (f"compute-optimal size vs compute: too few distinct points to fit a power law "
-                f"({len(fit['compute'])} levels reached)")
-    return (f"compute-optimal size vs compute: N* = {fit['coefficient']:.3g} * C^b with "
-            f"b = {fit['exponent']:.3f} +- {fit['exponent_se']:.3f} (standard error, {len(fit['compute'])} levels)")
+        return head + fit["why"]
+    return (head + f"N* = {fit['coefficient']:.3g} * C^b with b = {fit['exponent']:.3f}, {CONFIDENCE:.0%} "
+            f"bootstrap interval {_span(fit['exponent_ci'], '.3f')} (seeds resampled within each size and ratio; "
+            f"{fit['exponent_share']:.0%} of resamples had {MIN_FRONTIER_SIZES} or more sizes on the frontier); "
+            f"{len(fit['compute'])} levels, {len(set(fit['params']))} sizes")
 
 
 def write_tables(runs: list[dict], out: Path, fit: dict) -> None:
@@ -204,10 +332,24 @@ def write_tables(runs: list[dict], out: Path, fit: dict) -> None:
     for (size, ratio), scores in grouped.items():
         spread = f"{np.std(scores, ddof=1):.2g}" if len(scores) > 1 else "n/a"
         lines.append(f"| {size} | {ratio:g} | {len(scores)} | {np.mean(scores):.4g} +- {spread} |")
-    lines += ["", "Intrinsic performance (Hilton et al. 2023): " + describe_fit(fit), "",
-              "| score level | least training FLOPs | compute-optimal parameters |", "|---:|---:|---:|"]
-    lines += [f"| {lv:.4g} | {c:.4g} | {p:,} |" for lv, c, p in zip(fit["levels"], fit["compute"], fit["params"])]
+    lines += ["", "Intrinsic performance (Hilton et al. 2023): " + describe_fit(fit), "", *frontier_table(fit)]
     atomic_write(out / "summary.md", lambda f: f.write(("\n".join(lines) + "\n").encode()))
+
+
+def frontier_table(fit: dict) -> list[str]:
+    """The frontier's levels as markdown rows, with their bootstrap intervals and censoring marks."""
+    chance = "unknown (no episode ended before a first update)" if fit["random_level"] is None else \
+        f"{fit['random_level']:.4g}"
+    lines = [f"Curves smoothed over windows of {fit['window_steps']:,.0f} env steps; random play scores {chance}. "
+             f"Intervals: {CONFIDENCE:.0%} bootstrap over seeds; censored: reached only at the run's last "
+             f"evaluation point, where its budget ended.", "",
+             "| score level | C* (training FLOPs) | C* interval | N* (parameters) | N* interval | "
+             "resamples reaching it | censored |", "|---:|---:|---:|---:|---:|---:|---|"]
+    for i, level in enumerate(fit["levels"]):
+        lines.append(f"| {level:.4g} | {fit['compute'][i]:.4g} | {_span(fit['compute_ci'][i], '.3g')} | "
+                     f"{fit['params'][i]:,} | {_span(fit['params_ci'][i], ',.0f')} | {fit['reached_share'][i]:.0%} | "
+                     f"{'yes' if fit['censored'][i] else ''} |")
+    return lines
 
 
 def save_png(fig, path: Path) -> None:
@@ -215,8 +357,6 @@ def save_png(fig, path: Path) -> None:
     fig.savefig(buffer, format="png", dpi=100)
     atomic_write(path, lambda f: f.write(buffer.getvalue()))
 
-
-CONFIDENCE = 0.95  # of the bands around the mean over seeds
 
 
 def mean_and_band(curves: np.ndarray, confidence: float = CONFIDENCE) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -235,10 +375,10 @@ def mean_and_band(curves: np.ndarray, confidence: float = CONFIDENCE) -> tuple[n
     return mean, mean - half, mean + half
 
 
-def plot_seeds(ax, runs: list[dict], grid: np.ndarray, window: int, label: str) -> list[float]:
-    """The mean score curve of `runs` (seeds of one setting) with its t band on `ax`; returns every
-    run's finite scores, for `clip_to_runs`."""
-    curves = np.array([score_curve(r, grid, window) for r in runs])
+def plot_seeds(ax, runs: list[dict], grid: np.ndarray, window_steps: float, label: str) -> list[float]:
+    """The mean score curve of `runs` (seeds of one setting, smoothed over `window_steps` env steps)
+    with its t band on `ax`; returns every run's finite scores, for `clip_to_runs`."""
+    curves = np.array([score_curve(r, grid, window_steps) for r in runs])
     mean, low, high = mean_and_band(curves)
     ax.plot(grid, mean, label=label)
     ax.fill_between(grid, low, high, alpha=0.2)
@@ -271,12 +411,15 @@ def random_level(runs: list[dict]) -> float | None:
     return score(episodes) if episodes else None
 
 
-def _score_label(runs: list[dict], window: int) -> str:
+def score_label(runs: list[dict], window_steps: float) -> str:
+    """The y label of a score curve: what is averaged, over which window of env steps."""
     crafter = any(success_rates(run["_episodes"]) for run in runs)
-    return "Crafter score (%)" if crafter else f"episode return (mean of the last {window})"
+    measure = "Crafter score (%)" if crafter else "mean episode return"
+    return f"{measure},\nepisodes ending in the last {window_steps:,.0f} steps"
 
 
-def _plot_curves(plt, runs: list[dict], sizes: list[str], ratios: list[float], grid: np.ndarray, window: int):
+def _plot_curves(plt, runs: list[dict], sizes: list[str], ratios: list[float], grid: np.ndarray,
+                 window_steps: float):
     fig, axes = plt.subplots(1, len(ratios), figsize=(4 * len(ratios), 3.2), squeeze=False, sharey=True)
     chance = random_level(runs)
     seen = [] if chance is None else [chance]
@@ -285,13 +428,13 @@ def _plot_curves(plt, runs: list[dict], sizes: list[str], ratios: list[float], g
             group = [r for r in runs if r["size"] == size and r["train_ratio"] == ratio]
             if not group:
                 continue
-            seen += plot_seeds(ax, group, grid, window, f"{size} ({len(group)} seed{'s' if len(group) > 1 else ''})")
+            seen += plot_seeds(ax, group, grid, window_steps, f"{size} ({len(group)} seed{'s' if len(group) > 1 else ''})")
         if chance is not None:
             ax.axhline(chance, color="gray", linestyle="--", linewidth=1, label="random actions")
         ax.set_title(f"train ratio {ratio:g}")
         ax.set_xlabel("env steps (policy steps, all envs)")
     clip_to_runs(axes[0, 0], seen)
-    axes[0, 0].set_ylabel(_score_label(runs, window))
+    axes[0, 0].set_ylabel(score_label(runs, window_steps))
     axes[0, 0].legend(title=f"mean, {CONFIDENCE:.0%} CI over seeds (clipped to the runs' range)", fontsize=7,
                       title_fontsize=7)
     return fig
@@ -313,12 +456,12 @@ def _plot_heatmap(plt, runs: list[dict], sizes: list[str], ratios: list[float]):
     return fig
 
 
-def _plot_flops(plt, runs: list[dict], grid: np.ndarray, window: int):
+def _plot_flops(plt, runs: list[dict], grid: np.ndarray, window_steps: float):
     fig, ax = plt.subplots(figsize=(6, 4))
     for run in runs:
         steps = grid[grid <= run["policy_steps"]]
-        ax.plot(flops_at(run, steps), score_curve(run, steps, window), alpha=0.5, label=run["run"])
-    flops, best = flops_frontier(cell_curves(runs, grid, window))
+        ax.plot(flops_at(run, steps), score_curve(run, steps, window_steps), alpha=0.5, label=run["run"])
+    flops, best = flops_frontier(cell_curves(runs, grid, window_steps))
     if flops.size:
         ax.plot(flops, best, color="black", lw=2, label="frontier (seed means)")
     chance = random_level(runs)
@@ -326,7 +469,7 @@ def _plot_flops(plt, runs: list[dict], grid: np.ndarray, window: int):
         ax.axhline(chance, color="gray", linestyle="--", linewidth=1, label="random actions")
     ax.set_xscale("log")
     ax.set_xlabel("training FLOPs (matmuls and convolutions)")
-    ax.set_ylabel(_score_label(runs, window))
+    ax.set_ylabel(score_label(runs, window_steps))
     ax.legend(fontsize=6)
     return fig
 
@@ -340,8 +483,10 @@ def _plot_intrinsic(plt, fit: dict):
     right.scatter(fit["compute"], fit["params"], label="compute-optimal size")
     if fit["exponent"] is not None:
         line = np.array([min(fit["compute"]), max(fit["compute"])])
-        label = f"N* = {fit['coefficient']:.3g} C^({fit['exponent']:.3f} +- {fit['exponent_se']:.3f})"
+        label = f"N* = {fit['coefficient']:.3g} C^{fit['exponent']:.3f}, b in {_span(fit['exponent_ci'], '.3f')}"
         right.plot(line, fit["coefficient"] * line ** fit["exponent"], color="black", label=label)
+    else:
+        right.set_title(fit["why"], fontsize=8)
     right.set_xscale("log")
     right.set_yscale("log")
     right.set_xlabel("training FLOPs")
@@ -350,7 +495,7 @@ def _plot_intrinsic(plt, fit: dict):
     return fig
 
 
-def write_plots(runs: list[dict], out: Path, window: int) -> dict:
+def write_plots(runs: list[dict], out: Path) -> dict:
     """The four PNG plots; returns the intrinsic-performance fit."""
     import matplotlib
 
@@ -359,13 +504,12 @@ def write_plots(runs: list[dict], out: Path, window: int) -> dict:
 
     sizes = list(dict.fromkeys(run["size"] for run in sorted(runs, key=lambda run: run["params"])))
     ratios = sorted({run["train_ratio"] for run in runs})
-    last = max(run["policy_steps"] for run in runs)
-    grid = np.linspace(last / 20, last, 20)  # 20 evaluation points along the runs
-    fit = intrinsic_performance(runs, grid, window)
+    grid, window_steps = evaluation_grid(runs), smoothing_window(runs)
+    fit = intrinsic_performance(runs, grid, window_steps)
     figures = {
-        "returns_vs_steps.png": _plot_curves(plt, runs, sizes, ratios, grid, window),
+        "returns_vs_steps.png": _plot_curves(plt, runs, sizes, ratios, grid, window_steps),
         "final_heatmap.png": _plot_heatmap(plt, runs, sizes, ratios),
-        "returns_vs_flops.png": _plot_flops(plt, runs, grid, window),
+        "returns_vs_flops.png": _plot_flops(plt, runs, grid, window_steps),
         "intrinsic_performance.png": _plot_intrinsic(plt, fit),
     }
     for name, fig in figures.items():
@@ -383,6 +527,6 @@ def report(out: Path, window: int = 20) -> tuple[list[dict], dict]:
 
         raise ConfigError(f"no finished runs in {out}: no sweep runs (*/compute.json), no atari100k runs with "
                           f"eval.json, no crafter or dmc runs with episodes")
-    fit = write_plots(runs, out, window)
+    fit = write_plots(runs, out)
     write_tables(runs, out, fit)
     return runs, fit

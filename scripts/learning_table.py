@@ -8,6 +8,8 @@ Both recipes use settings that learn within hundreds of updates instead of the p
 (the same as scripts/study_cpu.sh for P1): 16 x 16 batches, small widths, and learning rates about
 30x the paper's (P1: 8 x 8 latents; 2024: size1m, LaProp lr 1e-3 with 100 warm-up updates). The
 random agent is `dreamer train --prefill N --steps N`: N steps of random actions and no update.
+A run's final score is that of its last `window` episodes; the curves average the episodes that
+ended in the last `SMOOTHING_SHARE` of the budget's steps (Crafter: all episodes so far, as its score).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from dreamer.logging import read_jsonl
-from dreamer.report import clip_to_runs, collect, final_score, plot_seeds, save_png
+from dreamer.report import SMOOTHING_SHARE, clip_to_runs, collect, final_score, plot_seeds, save_png
 
 FAST = ["replay.batch_length=16", "run.envs=1"]
 RECIPES = {
@@ -82,6 +84,8 @@ def table(out: Path) -> str:
              "|---|---|---:|---:|---:|---|---:|---:|"]
     for row in ROWS:
         window = row.window or 10**9
+        crafter = row.window == 0
+        window_steps = row.steps if crafter else SMOOTHING_SHARE * row.steps
         chance = final_score(read_jsonl(out / row.name / "random" / "episodes.jsonl"), window)
         grid = np.linspace(row.steps / 20, row.steps, 20)
         fig, ax = plt.subplots(figsize=(6, 3.6), dpi=100)
@@ -90,7 +94,7 @@ def table(out: Path) -> str:
             runs = collect(out / row.name / recipe, window)
             if not runs:
                 continue
-            seen += plot_seeds(ax, runs, grid, window, f"recipe {recipe}, {runs[0]['size']} ({len(runs)} seeds)")
+            seen += plot_seeds(ax, runs, grid, window_steps, f"recipe {recipe}, {runs[0]['size']} ({len(runs)} seeds)")
             scores = [r["final_score"] for r in runs]
             minutes = np.mean([r["wall_clock_s"] for r in runs]) / 60
             lines.append(f"| {row.env} | {recipe} ({runs[0]['size']}) | {row.steps:,} | {runs[0]['updates']:,} | "
@@ -98,8 +102,8 @@ def table(out: Path) -> str:
                          f"{chance:.1f} |")
         ax.axhline(chance, color="gray", linestyle="--", linewidth=1, label="random actions")
         clip_to_runs(ax, seen)
-        crafter = row.window == 0
-        ax.set_ylabel("Crafter score (%)" if crafter else f"episode return (mean of the last {row.window})")
+        ax.set_ylabel("Crafter score (%), all episodes so far" if crafter else
+                      f"mean episode return,\nepisodes ending in the last {window_steps:,.0f} steps")
         ax.set_xlabel("env steps (policy steps)")
         ax.set_title(f"{row.env}, train ratio {row.ratio}: mean and 95% CI over seeds (clipped)", fontsize=9)
         ax.grid(alpha=0.3)

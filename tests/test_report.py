@@ -26,7 +26,7 @@ def test_random_level_of_a_2024_run_comes_from_the_episodes_before_its_first_upd
     runs = [run(episodes=[(40, 10.0), (90, 20.0), (101, 30.0), (500, 60.0)], counted_steps=900)]
     assert report.first_update_step(runs[0]) == 101
     assert report.random_level(runs) == 20.0
-    fit = report.intrinsic_performance(runs, np.array([100.0, 500.0, 1000.0]), window=1, levels=4)
+    fit = report.intrinsic_performance(runs, np.array([100.0, 500.0, 1000.0]), 1, levels=4, samples=10)
     assert fit["levels"] == pytest.approx([30.0, 40.0, 50.0, 60.0])
 
 
@@ -48,12 +48,13 @@ def crafter_episode(step, wood, table):
 def test_crafter_curves_and_the_random_level_are_crafter_scores_over_a_window():
     """Two achievements. Before the first update: wood in 1 of 2 episodes, table in none, so random
     play scores exp((ln 51 + ln 1) / 2) - 1 = sqrt(51) - 1 (its mean return, 0.5, is another unit).
-    The last 2 episodes unlock both (score 100); over all 4 episodes it would be sqrt(76 * 51) - 1."""
+    The 2 episodes in the last 500 steps unlock both (score 100); over all 4 episodes it would be
+    sqrt(76 * 51) - 1."""
     episodes = [crafter_episode(50, 1, 0), crafter_episode(90, 0, 0), crafter_episode(500, 1, 1),
                 crafter_episode(900, 1, 1)]
     runs = [run(episodes=episodes, counted_steps=900)]
     assert report.random_level(runs) == pytest.approx(math.sqrt(51) - 1)
-    curve = report.score_curve(runs[0], np.array([90.0, 900.0]), window=2)
+    curve = report.score_curve(runs[0], np.array([90.0, 900.0]), window_steps=500)
     assert curve == pytest.approx([math.sqrt(51) - 1, 100.0])
     assert report.final_score(episodes, 2) == pytest.approx(100.0)
 
@@ -68,9 +69,9 @@ def test_the_flops_frontier_is_over_seed_means_as_the_fit():
 
     runs = [run(seed=0, episodes=[(100, 10.0), (1000, 181.0)]), run(seed=1, episodes=[(100, 20.0), (1000, 124.0)])]
     grid = np.array([100.0, 1000.0])
-    fit = report.intrinsic_performance(runs, grid, window=1, levels=[100.0, 152.5, 181.0])
+    fit = report.intrinsic_performance(runs, grid, 1, levels=[100.0, 152.5, 181.0], samples=10)
     assert fit["levels"] == [100.0, 152.5]
-    fig = report._plot_flops(plt, runs, grid, window=1)
+    fig = report._plot_flops(plt, runs, grid, window_steps=1)
     frontier = [line for line in fig.axes[0].lines if line.get_label().startswith("frontier")]
     assert max(frontier[0].get_ydata()) == 152.5
     plt.close(fig)
@@ -89,7 +90,96 @@ def test_flops_charge_no_policy_step_for_the_random_prefill():
 def test_summary_std_over_seeds_is_the_sample_std(tmp_path):
     """Final scores 1 and 3: sample std (ddof=1) sqrt(2) = 1.4, as the bands use, not 1."""
     runs = [run(seed=0, episodes=[(10, 1.0)]), run(seed=1, episodes=[(10, 3.0)]), run(size="b", episodes=[(10, 5.0)])]
-    report.write_tables(runs, tmp_path, report.intrinsic_performance(runs, np.array([10.0]), window=1))
+    report.write_tables(runs, tmp_path, report.intrinsic_performance(runs, np.array([10.0]), 1, samples=10))
     summary = (tmp_path / "summary.md").read_text()
     assert "| a | 1 | 2 | 2 +- 1.4 |" in summary and "| b | 1 | 1 | 5 +- n/a |" in summary
     assert "ddof=1" in summary
+
+
+def test_curves_average_the_episodes_ending_in_a_window_of_env_steps():
+    """Episodes end at steps 10, 50, 120, 130 and 300; a window of 100 steps ending at 50 holds the
+    first two (1.5), at 130 the three from 50 (3), at 300 and 350 the last (5), at 450 none."""
+    one = run(episodes=[(10, 1.0), (50, 2.0), (120, 3.0), (130, 4.0), (300, 5.0)])
+    curve = report.score_curve(one, np.array([50, 130, 300, 350, 450]), window_steps=100)
+    assert curve[:4] == pytest.approx([1.5, 3.0, 5.0, 5.0]) and np.isnan(curve[4])
+
+
+def line_runs(seeds=1):
+    """Three sizes (10, 100 and 1,000 parameters) whose score at each grid step is set by one episode
+    ending there; training FLOPs equal env steps (no update cost, a policy FLOP per step). Between
+    grid points the curves are lines in FLOPs: size 10 crosses 1 at 50 + 100 / 2 = 100, size 100
+    crosses 2 at 5,000 + 10,000 / 2 = 10,000, size 1,000 crosses 3 at 500,000 + 10^6 / 2 = 10^6, and
+    none crosses a level before the one the smaller size reached it: N* = C*^(1/2) exactly."""
+    grid = [50, 150, 5_000, 15_000, 500_000, 1_500_000, 2_000_000]
+    values = {10: [0.5, 1.5, 1.5, 1.5, 1.5, 1.5, 1.5], 100: [0.0, 1.0, 1.5, 2.5, 2.5, 2.5, 2.5],
+              1000: [0.0, 0.0, 1.0, 2.0, 2.5, 3.5, 3.5]}
+    return np.array(grid, dtype=float), [
+        run(size=f"n{params}", params=params, seed=seed, policy_steps=grid[-1], flops_per_update=0.0,
+            flops_per_policy_step=1.0, episodes=list(zip(grid, scores)))
+        for params, scores in values.items() for seed in range(seeds)]
+
+
+def test_the_frontier_of_three_known_lines_gives_the_known_power_law():
+    grid, runs = line_runs()
+    fit = report.intrinsic_performance(runs, grid, 1, levels=[1.0, 2.0, 3.0], samples=20)
+    assert fit["compute"] == pytest.approx([100.0, 10_000.0, 1_000_000.0])  # between grid points
+    assert fit["params"] == [10, 100, 1000] and fit["censored"] == [False, False, False]
+    assert fit["exponent"] == pytest.approx(0.5) and fit["coefficient"] == pytest.approx(1.0)
+    assert fit["exponent_ci"] == pytest.approx((0.5, 0.5))  # one seed per cell: nothing to resample
+    assert "b = 0.500, 95% bootstrap interval [0.500, 0.500]" in report.describe_fit(fit)
+
+
+@pytest.mark.parametrize("levels, sizes", [([1.0, 1.2, 1.4], "1 distinct size"), ([1.0, 2.0], "2 distinct sizes")])
+def test_no_exponent_from_fewer_than_three_sizes_on_the_frontier(levels, sizes):
+    """Size 10 wins every level up to 1.5 (a least-squares slope through it alone is 0); two sizes
+    give a slope set by where the frontier switches size."""
+    grid, runs = line_runs()
+    fit = report.intrinsic_performance(runs, grid, 1, levels=levels, samples=20)
+    assert fit["exponent"] is None and fit["exponent_ci"] is None and fit["exponent_share"] == 0.0
+    assert report.describe_fit(fit).endswith(f"no exponent: {sizes} on the frontier, a power law needs at least 3")
+
+
+def test_bootstrap_over_seeds_gives_each_frontier_point_an_interval():
+    """One size, two seeds scoring 0, 2, 4 (seed 0) and 0, 1, 2 (seed 1) at steps 100, 200, 300,
+    compute = steps. A resample holds seed 0 twice (probability 1/4), both (1/2: the mean 0, 1.5, 3)
+    or seed 1 twice (1/4). Level 1 is crossed at 150, 166.7 or 200: interval [150, 200]. Level 3 at
+    250 or 300, both in the last interval, so at the runs' last point (censored, as the full data's
+    300 is), or never: reached in 3/4 of the resamples, interval [250, 300]."""
+    runs = [run(seed=seed, policy_steps=300, flops_per_update=0.0, flops_per_policy_step=1.0,
+                episodes=[(100, 0.0), (200, top / 2), (300, top)]) for seed, top in ((0, 4.0), (1, 2.0))]
+    fit = report.intrinsic_performance(runs, np.array([100.0, 200.0, 300.0]), 1, levels=[1.0, 3.0], samples=4000)
+    assert fit["compute"] == pytest.approx([100 + 100 / 1.5, 300.0]) and fit["censored"] == [False, True]
+    assert fit["compute_ci"] == [pytest.approx((150.0, 200.0)), pytest.approx((250.0, 300.0))]
+    assert fit["params_ci"] == [(100, 100), (100, 100)]
+    assert fit["reached_share"][0] == 1.0 and fit["reached_share"][1] == pytest.approx(0.75, abs=0.02)
+
+
+def write_sweep(out, runs):
+    """A `dreamer sweep` folder holding `runs`: compute.json and episodes.jsonl per run."""
+    import json
+
+    for one in runs:
+        folder = out / one["run"]
+        folder.mkdir(parents=True)
+        compute = {k: v for k, v in one.items() if not k.startswith("_") and k not in ("run", "episodes", "final_score")}
+        (folder / "compute.json").write_text(json.dumps(compute))
+        (folder / "episodes.jsonl").write_text("".join(json.dumps(ep) + "\n" for ep in one["_episodes"]))
+
+
+def test_report_of_a_sweep_folder_writes_the_frontier_with_intervals_and_censoring(tmp_path, capsys):
+    """The three lines of `line_runs`, two identical seeds each, through `dreamer report`: the
+    20 levels from the lowest score to 3.5 hold all three sizes; the top level, 3.5, is reached
+    only at size 1,000's 1.5M-step point, before its last (2M): not censored; the curves are
+    smoothed over a tenth of 2M steps."""
+    from dreamer.cli import main
+
+    _, runs = line_runs(seeds=2)
+    write_sweep(tmp_path, runs)
+    assert main(["report", str(tmp_path)]) == 0
+    printed = capsys.readouterr().out
+    summary = (tmp_path / "summary.md").read_text()
+    assert "95% bootstrap interval" in printed and "3 sizes" in printed
+    assert "Curves smoothed over windows of 200,000 env steps; random play scores unknown" in summary
+    assert "| score level | C* (training FLOPs) | C* interval |" in summary
+    for name in ("returns_vs_steps.png", "final_heatmap.png", "returns_vs_flops.png", "intrinsic_performance.png"):
+        assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

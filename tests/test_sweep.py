@@ -125,44 +125,6 @@ def test_report_without_runs(tmp_path, capsys):
     assert "no finished runs" in capsys.readouterr().err
 
 
-def test_intrinsic_performance_recovers_a_known_power_law():
-    """Three sizes whose compute-optimal points lie on N* = C^0.5 exactly (compute = steps here)."""
-    from dreamer.report import intrinsic_performance
-
-    def run(params, episodes):
-        return {"size": str(params), "train_ratio": 1.0, "params": params, "policy_steps": 2e12, "prefill": 0,
-                "replayed_per_update": 1, "flops_per_update": 1.0, "flops_per_policy_step": 0.0,
-                "_episodes": [{"step": s, "return": r} for s, r in episodes]}
-
-    runs = [
-        run(100, [(1e4, 1.0)]),  # reaches 1 first
-        run(10_000, [(5e4, 1.0), (1e8, 2.0)]),  # reaches 2 first
-        run(1_000_000, [(2e8, 2.0), (1e12, 3.0)]),  # the only one to reach 3
-    ]
-    grid = np.array([1e4, 5e4, 1e8, 2e8, 1e12, 2e12])
-    fit = intrinsic_performance(runs, grid, window=1, levels=[1.0, 2.0, 3.0])
-    assert fit["compute"] == [1e4, 1e8, 1e12] and fit["params"] == [100, 10_000, 1_000_000]
-    assert fit["exponent"] == pytest.approx(0.5) and fit["coefficient"] == pytest.approx(1.0)
-    assert fit["exponent_se"] == pytest.approx(0.0, abs=1e-9)
-
-
-def test_intrinsic_performance_levels_start_above_random_play():
-    """Levels at or below the prefill's random return need no training: the 20 levels run from above
-    it to the best score, so a run's untrained first episodes cannot set the compute-optimal size."""
-    from dreamer.report import intrinsic_performance
-
-    def run(params, episodes):
-        return {"size": str(params), "train_ratio": 1.0, "params": params, "policy_steps": 1000, "prefill": 100,
-                "replayed_per_update": 1, "flops_per_update": 1.0, "flops_per_policy_step": 1.0,
-                "_episodes": [{"step": s, "return": r} for s, r in episodes]}
-
-    runs = [run(10, [(50, 5.0), (100, 15.0), (500, 20.0)]),  # random play scores 10 on average
-            run(1000, [(100, 10.0), (900, 30.0)])]
-    fit = intrinsic_performance(runs, np.array([100.0, 500.0, 900.0]), window=1, levels=4)
-    assert fit["levels"] == pytest.approx([15.0, 20.0, 25.0, 30.0])
-    assert fit["params"] == [10, 10, 1000, 1000]  # the small run's 5 at step 50 is not a level
-
-
 def test_ray_backend_on_a_local_instance(tmp_path):
     pytest.importorskip("ray")
     progress = run_sweep(tiny_sweep(tmp_path), printer=lambda text: None, backend="ray", cpus_per_run=1)
