@@ -337,18 +337,19 @@ def write_tables(runs: list[dict], out: Path, fit: dict) -> None:
 
 
 def frontier_table(fit: dict) -> list[str]:
-    """The frontier's levels as markdown rows, with their bootstrap intervals and censoring marks."""
+    """The frontier's levels as markdown rows: C* and N* with their bootstrap intervals, the size and
+    train ratio whose seed-mean curve reaches the level first, and the censoring mark."""
     chance = "unknown (no episode ended before a first update)" if fit["random_level"] is None else \
         f"{fit['random_level']:.4g}"
     lines = [f"Curves smoothed over windows of {fit['window_steps']:,.0f} env steps; random play scores {chance}. "
              f"Intervals: {CONFIDENCE:.0%} bootstrap over seeds; censored: reached only at the run's last "
              f"evaluation point, where its budget ended.", "",
-             "| score level | C* (training FLOPs) | C* interval | N* (parameters) | N* interval | "
-             "resamples reaching it | censored |", "|---:|---:|---:|---:|---:|---:|---|"]
+             "| score level | C* (training FLOPs) | C* interval | N* (parameters) | N* interval | size | "
+             "train ratio | resamples reaching it | censored |", "|---:|---:|---:|---:|---:|---|---:|---:|---|"]
     for i, level in enumerate(fit["levels"]):
         lines.append(f"| {level:.4g} | {fit['compute'][i]:.4g} | {_span(fit['compute_ci'][i], '.3g')} | "
-                     f"{fit['params'][i]:,} | {_span(fit['params_ci'][i], ',.0f')} | {fit['reached_share'][i]:.0%} | "
-                     f"{'yes' if fit['censored'][i] else ''} |")
+                     f"{fit['params'][i]:,} | {_span(fit['params_ci'][i], ',.0f')} | {fit['size'][i]} | "
+                     f"{fit['train_ratio'][i]:g} | {fit['reached_share'][i]:.0%} | {'yes' if fit['censored'][i] else ''} |")
     return lines
 
 

@@ -139,7 +139,7 @@ def test_no_exponent_from_fewer_than_three_sizes_on_the_frontier(levels, sizes):
     assert report.describe_fit(fit).endswith(f"no exponent: {sizes} on the frontier, a power law needs at least 3")
 
 
-def test_bootstrap_over_seeds_gives_each_frontier_point_an_interval():
+def test_bootstrap_over_seeds_gives_each_frontier_point_an_interval(tmp_path):
     """One size, two seeds scoring 0, 2, 4 (seed 0) and 0, 1, 2 (seed 1) at steps 100, 200, 300,
     compute = steps. A resample holds seed 0 twice (probability 1/4), both (1/2: the mean 0, 1.5, 3)
     or seed 1 twice (1/4). Level 1 is crossed at 150, 166.7 or 200: interval [150, 200]. Level 3 at
@@ -152,6 +152,9 @@ def test_bootstrap_over_seeds_gives_each_frontier_point_an_interval():
     assert fit["compute_ci"] == [pytest.approx((150.0, 200.0)), pytest.approx((250.0, 300.0))]
     assert fit["params_ci"] == [(100, 100), (100, 100)]
     assert fit["reached_share"][0] == 1.0 and fit["reached_share"][1] == pytest.approx(0.75, abs=0.02)
+    report.write_tables(runs, tmp_path, fit)
+    rows = [line for line in (tmp_path / "summary.md").read_text().splitlines() if line.startswith("| 3 | 300 |")]
+    assert rows[0].startswith("| 3 | 300 | [250, 300] | 100 | [100, 100] | a | 1 |") and rows[0].endswith("| yes |")
 
 
 def write_sweep(out, runs):
@@ -183,3 +186,16 @@ def test_report_of_a_sweep_folder_writes_the_frontier_with_intervals_and_censori
     assert "| score level | C* (training FLOPs) | C* interval |" in summary
     for name in ("returns_vs_steps.png", "final_heatmap.png", "returns_vs_flops.png", "intrinsic_performance.png"):
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_frontier_table_names_the_size_and_ratio_behind_each_point(tmp_path):
+    """The known lines of `line_runs` at levels 1, 2, 3 (the 1,000-parameter size at ratio 4)."""
+    grid, runs = line_runs()
+    runs[2]["train_ratio"] = 4.0
+    fit = report.intrinsic_performance(runs, grid, 1, levels=[1.0, 2.0, 3.0], samples=20)
+    assert fit["size"] == ["n10", "n100", "n1000"] and fit["train_ratio"] == [1.0, 1.0, 4.0]
+    report.write_tables(runs, tmp_path, fit)
+    summary = (tmp_path / "summary.md").read_text()
+    assert "| N* interval | size | train ratio | resamples reaching it | censored |" in summary
+    assert "| 1 | 100 | [100, 100] | 10 | [10, 10] | n10 | 1 | 100% |  |" in summary
+    assert "| 3 | 1e+06 | [1e+06, 1e+06] | 1,000 | [1,000, 1,000] | n1000 | 4 | 100% |  |" in summary
