@@ -102,7 +102,8 @@ def score_curve(run: dict, grid: np.ndarray, window_steps: float) -> np.ndarray:
 def training_start(run: dict) -> int:
     """The env step after which the train ratio counts steps: the run's steps less those it counted
     (`counted_steps`; recipe 2023: the prefill, recipe 2024: the steps before the replay held its
-    first batch); the prefill for a `compute.json` written before `counted_steps` was recorded."""
+    first batch; a run that paused training to refill a damaged replay reads as starting later);
+    the prefill for a `compute.json` written before `counted_steps` was recorded."""
     if "counted_steps" in run:
         return int(run["policy_steps"] - run["counted_steps"])
     return int(run.get("prefill", 0))
@@ -121,7 +122,9 @@ def updates_at(run: dict, steps: np.ndarray) -> np.ndarray:
 
 def first_update_step(run: dict) -> int:
     """The env step whose iteration made the run's first update: the episodes that ended by then
-    were played before any update (the update is launched after that step's actions are chosen)."""
+    were played before any update (the update is launched after that step's actions are chosen).
+    With several envs an iteration takes several steps and the update may come a few steps later;
+    the episodes that ended in between are left out."""
     schedule = TrainRatio(run["train_ratio"], run["replayed_per_update"])
     return training_start(run) + math.ceil(Fraction(schedule.per_update) / schedule.ratio)
 
@@ -273,8 +276,8 @@ def intrinsic_performance(runs: list[dict], grid: np.ndarray, window_steps: floa
     random-play level (`random_level`) to the best seed-mean score (`score_levels`). For each level
     reached, C* is the least FLOPs at which any curve reaches it, interpolated between grid points
     (`crossings`), N* the parameter count of that curve's size, and `size`, `train_ratio` name the
-    curve; `censored` marks a level its curve reached only at its last point, where the run's
-    budget ended: a longer run of another size might have reached it with less compute. A
+    curve; `censored` marks a level that curve first reached at its last evaluation point, where
+    its runs' budget ended, so that the level lies at the edge of what the budget measured. A
     least-squares line through (log C*, log N*) over the levels gives the power law N* = a C*^b
     (`power_law`; none, with `why`, from fewer than `MIN_FRONTIER_SIZES` distinct sizes).
     Intervals: `bootstrap_frontier` over `samples` resamples of the seeds (default: dreamer.protocols'
@@ -481,7 +484,11 @@ def _plot_intrinsic(plt, fit: dict):
     left.set_xscale("log")
     left.set_xlabel("least training FLOPs to reach the level (any size)")
     left.set_ylabel("score level")
-    right.scatter(fit["compute"], fit["params"], label="compute-optimal size")
+    censored = np.array(fit["censored"], dtype=bool)
+    compute, params = np.array(fit["compute"]), np.array(fit["params"])
+    right.scatter(compute[~censored], params[~censored], label="compute-optimal size")
+    if censored.any():
+        right.scatter(compute[censored], params[censored], marker="x", label="reached at a run's last point")
     if fit["exponent"] is not None:
         line = np.array([min(fit["compute"]), max(fit["compute"])])
         label = f"N* = {fit['coefficient']:.3g} C^{fit['exponent']:.3f}, b in {_span(fit['exponent_ci'], '.3f')}"

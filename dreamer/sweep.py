@@ -4,7 +4,8 @@ Every point trains in its own process (`dreamer train`) in `OUT/<size>-r<ratio>-
 re-run of the same sweep skips points whose `compute.json` exists and lets `dreamer train` continue
 the others from their checkpoints. Compute accounting: FLOPs of one learner update and of one policy
 step are counted once per configuration with torch's FLOP counter (`OUT/flops.json`); a finished
-run's `compute.json` adds its updates, policy steps, total training FLOPs, wall-clock and device.
+run's `compute.json` adds its updates, policy steps (those with random actions and those the train
+ratio counted among them), total training FLOPs, wall-clock and device.
 """
 
 from __future__ import annotations
