@@ -211,10 +211,12 @@ def plot(comparison: dict, out: Path) -> Path:
     fig, axes = plt.subplots(1, panels, figsize=(6 * panels, 4), squeeze=False)
     for side, colour in (("official", "tab:gray"), ("ours", "tab:blue")):
         runs = comparison[side]
-        curves = np.array([stats.curve(r["steps"], r["returns"], grid, task.window) for r in runs])
+        curves = np.array([stats.curve(r["steps"], r["returns"], grid, task.plot_window) for r in runs])
         mean, low, high = stats.band(curves)
         label = f"{side} ({len(runs)} seeds)"
         axes[0, 0].plot(grid, mean, color=colour, label=label)
+        for single in curves:  # each seed as a thin line
+            axes[0, 0].plot(grid, single, color=colour, linewidth=0.5, alpha=0.5)
         axes[0, 0].fill_between(grid, low, high, color=colour, alpha=0.25, linewidth=0)
         if panels == 2:
             terms = [t for t in ("image", "reward", "dyn") if all(t in r["losses"] for r in runs)]
@@ -224,7 +226,7 @@ def plot(comparison: dict, out: Path) -> Path:
                 mean, low, high = stats.band(values)
                 axes[0, 1].plot(ends, mean, style, color=colour, label=f"{side}: {term}")
                 axes[0, 1].fill_between(ends, low, high, color=colour, alpha=0.2, linewidth=0)
-    axes[0, 0].set(xlabel="env steps", ylabel=f"return, mean of the last {task.window} episodes",
+    axes[0, 0].set(xlabel="env steps", ylabel=f"return, mean of the last {task.plot_window} episodes",
                    title=f"{comparison['task']}, recipe {comparison['recipe']}, {comparison['setting']}")
     axes[0, 0].legend()
     if panels == 2:

@@ -18,11 +18,13 @@ class Task:
     steps: int  # env steps per run, random prefill included (both codes count it)
     window: int  # episodes in the final return ("mean of the last N episodes")
     losses: bool = False  # record the world model's loss terms per update (image tasks)
+    plot_window: int = 20  # episodes averaged at each point of a plotted curve
 
 
 TASKS = {
     "cartpole": Task("gym:CartPole-v1", 6000, 20),
-    "pendulum": Task("gym:Pendulum-v1", 6000, 20),
+    # 200-step episodes: 30 in a run, so the plotted curves average 5 of them, not 20
+    "pendulum": Task("gym:Pendulum-v1", 6000, 20, plot_window=5),
     # Crafter at the same widths: returns barely move in a CPU budget, the world model's losses do.
     "crafter": Task("crafter", 2300, 20, losses=True),
 }
