@@ -209,6 +209,7 @@ def plot(comparison: dict, out: Path) -> Path:
     grid = np.linspace(0, task.steps, 61)[1:]
     panels = 1 + bool(comparison["ours"][0]["losses"])
     fig, axes = plt.subplots(1, panels, figsize=(6 * panels, 4), squeeze=False)
+    seen = []  # every seed's curve: the y range, so that a wide band over few seeds does not flatten them
     for side, colour in (("official", "tab:gray"), ("ours", "tab:blue")):
         runs = comparison[side]
         curves = np.array([stats.curve(r["steps"], r["returns"], grid, task.plot_window) for r in runs])
@@ -217,6 +218,7 @@ def plot(comparison: dict, out: Path) -> Path:
         axes[0, 0].plot(grid, mean, color=colour, label=label)
         for single in curves:  # each seed as a thin line
             axes[0, 0].plot(grid, single, color=colour, linewidth=0.5, alpha=0.5)
+        seen.append(curves[np.isfinite(curves)])
         axes[0, 0].fill_between(grid, low, high, color=colour, alpha=0.25, linewidth=0)
         if panels == 2:
             terms = [t for t in ("image", "reward", "dyn") if all(t in r["losses"] for r in runs)]
@@ -228,6 +230,8 @@ def plot(comparison: dict, out: Path) -> Path:
                 axes[0, 1].fill_between(ends, low, high, color=colour, alpha=0.2, linewidth=0)
     axes[0, 0].set(xlabel="env steps", ylabel=f"return, mean of the last {task.plot_window} episodes",
                    title=f"{comparison['task']}, recipe {comparison['recipe']}, {comparison['setting']}")
+    low, high = np.concatenate(seen).min(), np.concatenate(seen).max()
+    axes[0, 0].set_ylim(low - 0.05 * (high - low), high + 0.05 * (high - low))
     axes[0, 0].legend()
     if panels == 2:
         axes[0, 1].set(xlabel="env steps", ylabel=f"loss, mean over {settings.LOSS_WINDOW}-step windows",
