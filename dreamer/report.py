@@ -10,6 +10,9 @@ compute frontier and its fit) and PNG plots:
   intrinsic_performance.png  for each score level the least compute any size needs to reach it, and
                          the power-law fit of the compute-optimal size against compute (Hilton et
                          al. 2023, "Scaling laws for single-agent reinforcement learning").
+The paper's own method, intrinsic performance fitted as a joint power law in parameters and env
+steps (its Eq. 1) per train ratio with the compute-optimal size derived from it, is `joint_fit`;
+`summary.md` tables it above the frontier's simpler fit.
 The score of a set of episodes is their mean return, or for Crafter runs (episodes that log
 achievements) the Crafter score of their success rates, in %: the curves, the final score and the
 random-play level are all in that one unit. The curves (plots and fit) smooth over a window of env
@@ -153,7 +156,8 @@ def cell_curves(runs: list[dict], grid: np.ndarray, window_steps: float) -> list
         steps = grid[grid <= min(r["policy_steps"] for r in group)]
         seeds = np.array([score_curve(r, steps, window_steps) for r in group]).reshape(len(group), len(steps))
         curves.append({"size": key[0], "train_ratio": key[1], "params": group[0]["params"], "steps": steps,
-                       "flops": flops_at(group[0], steps), "seeds": seeds, "scores": seed_mean(seeds)})
+                       "flops": flops_at(group[0], steps), "seeds": seeds, "scores": seed_mean(seeds),
+                       "window": float(window_steps)})
     return curves
 
 
@@ -245,6 +249,13 @@ def interval(values: np.ndarray, discrete: bool = False) -> tuple[float, float] 
     return float(low), float(high)
 
 
+def resample(curves: list[dict], rng: np.random.Generator) -> list[dict]:
+    """`curves` with each (size, ratio)'s seed-mean score recomputed from as many of its seed curves
+    as it has, drawn with replacement (one bootstrap resample of the seeds)."""
+    return [{**c, "scores": seed_mean(c["seeds"][rng.integers(0, len(c["seeds"]), len(c["seeds"]))])}
+            for c in curves]
+
+
 def bootstrap_frontier(curves: list[dict], levels: np.ndarray, samples: int, seed: int = 0) -> dict:
     """The frontier and the exponent refitted on `samples` bootstrap resamples of the seeds: each
     (size, ratio) draws as many of its seed curves as it has, with replacement, and averages them.
@@ -255,9 +266,7 @@ def bootstrap_frontier(curves: list[dict], levels: np.ndarray, samples: int, see
     compute, params = np.full((samples, len(levels)), np.nan), np.full((samples, len(levels)), np.nan)
     exponents = np.full(samples, np.nan)
     for i in range(samples):
-        drawn = [{**c, "scores": seed_mean(c["seeds"][rng.integers(0, len(c["seeds"]), len(c["seeds"]))])}
-                 for c in curves]
-        point = frontier(drawn, levels)
+        point = frontier(resample(curves, rng), levels)
         compute[i], params[i] = point["compute"], point["params"]
         exponent = power_law(point["compute"], point["params"])[0]
         exponents[i] = np.nan if exponent is None else exponent
@@ -282,11 +291,15 @@ def intrinsic_performance(runs: list[dict], grid: np.ndarray, window_steps: floa
     (`power_law`; none, with `why`, from fewer than `MIN_FRONTIER_SIZES` distinct sizes).
     Intervals: `bootstrap_frontier` over `samples` resamples of the seeds (default: dreamer.protocols'
     BOOTSTRAP_SAMPLES); the fit's levels stay those of the full data.
+
+    This frontier fit is a simple second view. The paper's own method, Eq. 1 fitted per train ratio
+    with N_opt(C) derived from it, is `joint` (`joint_fits`, `samples` or `JOINT_SAMPLES` resamples).
     """
     from dreamer.protocols import BOOTSTRAP_SAMPLES
 
     curves = cell_curves(runs, grid, window_steps)
     chance = random_level(runs)
+    joint = joint_fits(curves, chance, levels, JOINT_SAMPLES if samples is None else samples, seed)
     levels = score_levels(curves, chance, levels) if isinstance(levels, int) else np.asarray(levels, dtype=float)
     point = frontier(curves, levels)
     reached = np.isfinite(point["compute"])
@@ -298,7 +311,225 @@ def intrinsic_performance(runs: list[dict], grid: np.ndarray, window_steps: floa
             "train_ratio": [c["train_ratio"] for c in cells], "censored": [bool(v) for v in point["censored"][reached]],
             "random_level": chance, "window_steps": float(window_steps), "exponent": exponent,
             "coefficient": coefficient, "why": why if reached.any() else "no level above random play was reached",
-            **spread}
+            "joint": joint, **spread}
+
+
+# The joint fit of Hilton, Tang and Schulman (2023), "Scaling laws for single-agent reinforcement
+# learning" (arXiv 2301.13442): intrinsic performance I as a power law in parameters N and env steps E.
+EARLY_SHARE = 1 / 64  # App. A: at least the first 1/64 of a run's training is left out of the fit
+EXPONENT_BOUNDS = (0.01, 10.0)  # range searched for alpha_N and alpha_E; a fit ending at either end is refused
+EDGE_TOLERANCE = 1e-3  # how close (in log) an exponent may come to EXPONENT_BOUNDS before it counts as there
+MIN_SHARED_LEVELS = 3  # levels reached by two or more sizes, below which Eq. 1 is not fitted
+JOINT_SAMPLES = 200  # bootstrap resamples of the joint fit (each a nonlinear least-squares fit)
+MIN_TERM_SHARE = 0.1  # share of I^-beta each term of Eq. 1 must hold at some data point for its exponent to count
+STARTS = (0.3, 1.0, 3.0)  # starting values tried for each exponent of the full data's fit
+DIFFERENCE_STEP = 1e-7  # forward-difference step in the log constants for the fit's Jacobian
+MAX_EVALUATIONS = 500  # model evaluations one least-squares fit may take before it counts as failed
+JOINT_KEYS = ("alpha_n", "alpha_e", "n_c", "e_c", "beta", "exponent", "coefficient")
+
+
+def flops_per_step(curves: list[dict]) -> tuple[float, float]:
+    """(k, gamma) of the least-squares line log f = log k + gamma log N through the cells' training
+    FLOPs per env step f (FLOPs at a cell's last evaluation point over its steps there). The paper
+    takes compute proportional to N E (Sec. 2.2, Lemma 1); here C = k N^gamma E is measured, since an
+    update's FLOPs need not grow in proportion to the parameters (convolutions, the replayed batch)."""
+    sizes = np.log([c["params"] for c in curves])
+    rates = np.log([c["flops"][-1] / c["steps"][-1] for c in curves])
+    if len(set(sizes)) < 2:
+        return float(np.exp(rates.mean())), 1.0
+    gamma, log_k = np.polyfit(sizes, rates, 1)
+    return float(np.exp(log_k)), float(gamma)
+
+
+def lemma_beta(alpha_n: float, alpha_e: float, gamma: float = 1.0) -> float:
+    """beta of Eq. 1 (Lemma 1): the one value for which the least compute C = k N^gamma E reaching
+    intrinsic performance I grows in proportion to I, as the definition (I = C on the
+    compute-efficient frontier, Sec. 2.1) requires; alpha_N alpha_E / (alpha_N + alpha_E) at gamma 1."""
+    return alpha_n * alpha_e / (gamma * alpha_e + alpha_n)
+
+
+def _shares(alpha_n: float, alpha_e: float, gamma: float) -> tuple[float, float, float]:
+    """(p, q, w) = (gamma / alpha_N, 1 / alpha_E, p + q): on the frontier the two terms of Eq. 1 hold
+    the shares p / w and q / w of I^-beta."""
+    p, q = gamma / alpha_n, 1.0 / alpha_e
+    return p, q, p + q
+
+
+def critical_steps(alpha_n: float, alpha_e: float, n_c: float, k: float, gamma: float = 1.0) -> float:
+    """E_c of Eq. 1 that makes the least compute reaching I equal I itself (Lemma 1's constant):
+    minimising k N^gamma E over Eq. 1 puts the shares p/w, q/w (`_shares`) on its two terms, and
+    k N_c^gamma E_c (p/w)^-p (q/w)^-q = 1."""
+    p, q, w = _shares(alpha_n, alpha_e, gamma)
+    return (p / w) ** p * (q / w) ** q / (k * n_c**gamma)
+
+
+def log_intrinsic(params: np.ndarray, steps: np.ndarray, alpha_n: float, alpha_e: float, n_c: float,
+                  e_c: float, beta: float) -> np.ndarray:
+    """log I of Eq. 1 (Sec. 2.2): I^-beta = (N_c / N)^alpha_N + (E_c / E)^alpha_E."""
+    terms = np.logaddexp(alpha_n * (np.log(n_c) - np.log(params)), alpha_e * (np.log(e_c) - np.log(steps)))
+    return -terms / beta
+
+
+def optimal_size(alpha_n: float, alpha_e: float, n_c: float, gamma: float = 1.0) -> tuple[float, float]:
+    """(coefficient, exponent) of the compute-optimal size N_opt(C) = coefficient * C^exponent that
+    Eq. 1 implies (Sec. 2.2): on the frontier I = C and (N_c / N)^alpha_N = (p/w) C^-beta, so
+    N_opt = N_c (p/w)^(-1/alpha_N) C^(beta/alpha_N), an exponent alpha_E / (alpha_N + alpha_E) at gamma 1."""
+    p, _, w = _shares(alpha_n, alpha_e, gamma)
+    beta = lemma_beta(alpha_n, alpha_e, gamma)
+    return n_c * (p / w) ** (-1 / alpha_n), beta / alpha_n
+
+
+def window_centres(curve: dict) -> np.ndarray:
+    """The env step each point of a `cell_curves` curve speaks for: the centre of its smoothing
+    window (s - window, s] (of (0, s] early on). The mean of the episodes in a trailing window is the
+    score half a window back, and a crossing placed at the window's end would lag by that much: by
+    a large share of E early in a run and a small one late, which steepens the fitted E dependence."""
+    steps = np.asarray(curve["steps"], dtype=float)
+    return steps - np.minimum(curve.get("window", 0.0), steps) / 2
+
+
+def level_steps(curve: dict, levels: np.ndarray) -> np.ndarray:
+    """Per level, the env steps at which the seed-mean curve of `curve` first reaches it, linearly
+    interpolated between its points' window centres (`window_centres`); NaN where it never does,
+    where no earlier point lies below it (when it got there is unknown), or before `EARLY_SHARE` of
+    the cell's last evaluated step (App. A leaves early training out)."""
+    steps, scores = window_centres(curve), curve["scores"]
+    reached, _ = crossings(steps, scores, levels)
+    if scores.size == 0:
+        return reached
+    first = (scores[None, :] >= np.asarray(levels, dtype=float)[:, None]).argmax(1)
+    unknown = (first == 0) | ~np.isfinite(scores[np.maximum(first - 1, 0)])
+    return np.where(unknown | (reached < EARLY_SHARE * steps[-1]), np.nan, reached)
+
+
+def _unpack(theta: np.ndarray, k: float, gamma: float) -> dict:
+    alpha_n, alpha_e, n_c = np.exp(theta[:3])
+    return {"alpha_n": alpha_n, "alpha_e": alpha_e, "n_c": n_c, "e_c": critical_steps(alpha_n, alpha_e, n_c, k, gamma),
+            "beta": lemma_beta(alpha_n, alpha_e, gamma)}
+
+
+def _solve(params: np.ndarray, steps: np.ndarray, rows: np.ndarray, cols: np.ndarray, k: float, gamma: float,
+           start: np.ndarray):
+    """Least squares in log I over theta = (log alpha_N, log alpha_E, log N_c, log I per level); the
+    Jacobian is one per point for its level's log I, and by forward differences (`DIFFERENCE_STEP`)
+    for the three constants."""
+    from scipy.optimize import least_squares
+
+    level = np.searchsorted(np.unique(cols), cols)
+    points = np.arange(rows.size)
+
+    def model(theta):
+        return log_intrinsic(params[rows], steps[rows, cols], **_unpack(theta, k, gamma))
+
+    def jacobian(theta):
+        base, grad = model(theta), np.zeros((rows.size, theta.size))
+        grad[points, 3 + level] = 1.0
+        for i in range(3):
+            shifted = theta.copy()
+            shifted[i] += DIFFERENCE_STEP
+            grad[:, i] = (base - model(shifted)) / DIFFERENCE_STEP
+        return grad
+
+    low, high = np.full(start.size, -np.inf), np.full(start.size, np.inf)
+    low[:2], high[:2] = np.log(EXPONENT_BOUNDS)
+    return least_squares(lambda theta: theta[3:][level] - model(theta), np.clip(start, low + EDGE_TOLERANCE,
+                         high - EDGE_TOLERANCE), jac=jacobian, bounds=(low, high), max_nfev=MAX_EVALUATIONS)
+
+
+def term_shares(theta: np.ndarray, params: np.ndarray, steps: np.ndarray, k: float, gamma: float) -> np.ndarray:
+    """The largest share of I^-beta that the size term and the steps term of Eq. 1 hold at any of the
+    points (`params`, `steps`): a term below `MIN_TERM_SHARE` everywhere leaves its exponent free
+    (every size far from its plateau, or every run on it)."""
+    constants = _unpack(theta, k, gamma)
+    size = constants["alpha_n"] * (np.log(constants["n_c"]) - np.log(params))
+    data = constants["alpha_e"] * (np.log(constants["e_c"]) - np.log(steps))
+    total = np.logaddexp(size, data)
+    return np.array([np.exp(size - total).max(), np.exp(data - total).max()])
+
+
+def _starts(params: np.ndarray, steps: np.ndarray, rows: np.ndarray, cols: np.ndarray, k: float, gamma: float,
+            start: np.ndarray | None) -> list[np.ndarray]:
+    """Starting points: each level's I at most the least compute any size spent reaching it (the
+    definition, Sec. 2.1), N_c the smallest size, and `STARTS` for the exponents (or `start`'s)."""
+    spent = np.log(k * params[rows] ** gamma * steps[rows, cols])
+    levels = np.array([spent[cols == j].min() for j in np.unique(cols)])
+    if start is not None:
+        return [np.concatenate([start[:3], levels])]
+    return [np.concatenate([np.log([a, b, params.min()]), levels]) for a in STARTS for b in STARTS]
+
+
+def joint_fit(curves: list[dict], levels: np.ndarray, start: np.ndarray | None = None) -> dict:
+    """Eq. 1 of Hilton et al. (2023, Sec. 2.2) fitted to the cells of `curves` (one train ratio: the
+    family of sizes whose intrinsic performance is defined, Sec. 2.1).
+
+    Intrinsic performance is the least training compute any size of the family needs to reach a
+    return (Sec. 2.1); the paper fits Eq. 1 jointly with a monotonic map from return to I (App. A).
+    Here each score level j gets a free log I_j (the map, on the levels), and every size n that
+    reaches level j after `EARLY_SHARE` of its run, at env step E_nj (`level_steps`), gives one
+    residual log I_j - log I(N_n, E_nj) of Eq. 1; least squares over alpha_N, alpha_E, N_c and the
+    log I_j. beta and E_c are not free: Lemma 1 sets beta, and E_c makes I equal compute on the
+    frontier, with compute C = k N^gamma E from the runs' FLOPs (`flops_per_step`). Only levels that two
+    or more sizes reach constrain the constants (one size's point is matched by its level's I_j).
+    From the constants, N_opt(C) (`optimal_size`). `why` is set, and nothing fitted, with fewer than
+    `MIN_FRONTIER_SIZES` sizes or `MIN_SHARED_LEVELS` shared levels, with an exponent at the edge
+    of `EXPONENT_BOUNDS`, or with a term of Eq. 1 that stays below `MIN_TERM_SHARE` at every point
+    (`term_shares`): the data do not determine that exponent."""
+    k, gamma = flops_per_step(curves)
+    params = np.array([c["params"] for c in curves], dtype=float)
+    steps = np.array([level_steps(c, levels) for c in curves]).reshape(len(curves), len(levels))
+    shared = np.isfinite(steps).sum(0) >= 2
+    rows, cols = np.nonzero(np.isfinite(steps) & shared[None, :])
+    sizes = len(set(params[rows]))
+    counts = {"k": k, "gamma": gamma, "points": int(rows.size), "sizes": sizes, "levels": int(shared.sum())}
+    if sizes < MIN_FRONTIER_SIZES or shared.sum() < MIN_SHARED_LEVELS:
+        return {**counts, "why": (f"no joint fit: {sizes} size{'' if sizes == 1 else 's'} and {int(shared.sum())} "
+                                  f"score level{'' if shared.sum() == 1 else 's'} reached by two or more sizes; Eq. 1 "
+                                  f"needs at least {MIN_FRONTIER_SIZES} sizes and {MIN_SHARED_LEVELS} such levels")}
+    best = min((_solve(params, steps, rows, cols, k, gamma, s) for s in _starts(params, steps, rows, cols, k, gamma,
+                                                                                  start)), key=lambda r: r.cost)
+    edge = np.abs(best.x[:2, None] - np.log(EXPONENT_BOUNDS)[None, :]).min() < 2 * EDGE_TOLERANCE
+    if not best.success or edge:
+        return {**counts, "why": "no joint fit: an exponent ran to the edge of the searched range "
+                                 f"{EXPONENT_BOUNDS} (the data do not determine it)"}
+    shares = term_shares(best.x, params[rows], steps[rows, cols], k, gamma)
+    if shares.min() < MIN_TERM_SHARE:
+        term = ("size term (N_c/N)^alpha_N: no size nears its plateau", "steps term (E_c/E)^alpha_E: every run is on "
+                "its plateau")[int(shares.argmin())]
+        return {**counts, "why": f"no joint fit: the {term} (at most {shares.min():.1%} of I^-beta at any point, "
+                                 f"{MIN_TERM_SHARE:.0%} needed), so the data do not determine its exponent"}
+    constants = _unpack(best.x, k, gamma)
+    coefficient, exponent = optimal_size(constants["alpha_n"], constants["alpha_e"], constants["n_c"], gamma)
+    return {**counts, **{key: float(v) for key, v in constants.items()}, "coefficient": float(coefficient),
+            "exponent": float(exponent), "rms": float(np.sqrt(2 * best.cost / rows.size)), "theta": best.x,
+            "why": None}
+
+
+def bootstrap_joint(curves: list[dict], levels: np.ndarray, point: dict, samples: int, seed: int = 0) -> dict:
+    """`CONFIDENCE` intervals of `JOINT_KEYS` over `samples` refits of `joint_fit` on bootstrap
+    resamples of the seeds (`resample`), each started from the full data's constants; `share`: the
+    resamples that gave a fit."""
+    rng = np.random.default_rng(seed)
+    values = np.full((samples, len(JOINT_KEYS)), np.nan)
+    for i in range(samples):
+        fit = joint_fit(resample(curves, rng), levels, start=point["theta"])
+        if fit["why"] is None:
+            values[i] = [fit[key] for key in JOINT_KEYS]
+    return {"ci": {key: interval(column) for key, column in zip(JOINT_KEYS, values.T)},
+            "share": float(np.isfinite(values[:, 0]).mean())}
+
+
+def joint_fits(curves: list[dict], chance: float | None, levels: int | np.ndarray, samples: int,
+               seed: int = 0) -> list[dict]:
+    """`joint_fit` with bootstrap intervals (`bootstrap_joint`) for each train ratio's sizes, on
+    `levels` (a count: evenly spaced from above random play, `score_levels`, per ratio)."""
+    fits = []
+    for ratio in sorted({c["train_ratio"] for c in curves}):
+        family = [c for c in curves if c["train_ratio"] == ratio]
+        marks = score_levels(family, chance, levels) if isinstance(levels, int) else np.asarray(levels, dtype=float)
+        fit = joint_fit(family, marks)
+        spread = bootstrap_joint(family, marks, fit, samples, seed) if fit["why"] is None else {}
+        fits.append({"train_ratio": ratio, **fit, **spread})
+    return fits
 
 
 def _span(bounds: tuple[float, float] | None, form: str) -> str:
@@ -306,14 +537,50 @@ def _span(bounds: tuple[float, float] | None, form: str) -> str:
 
 
 def describe_fit(fit: dict) -> str:
-    """One line: the power law with its bootstrap interval, or why there is none."""
-    head = "compute-optimal size vs compute: "
+    """A line per train ratio for the joint fit of Eq. 1 (`describe_joint`), then one for the
+    frontier's power law with its bootstrap interval, or why there is none."""
+    head = "frontier (second view), compute-optimal size vs compute: "
     if fit["exponent"] is None:
-        return head + fit["why"]
-    return (head + f"N* = {fit['coefficient']:.3g} * C^b with b = {fit['exponent']:.3f}, {CONFIDENCE:.0%} "
-            f"bootstrap interval {_span(fit['exponent_ci'], '.3f')} (seeds resampled within each size and ratio; "
-            f"{fit['exponent_share']:.0%} of resamples had {MIN_FRONTIER_SIZES} or more sizes on the frontier); "
-            f"{len(fit['compute'])} levels, {len(set(fit['params']))} sizes")
+        line = head + fit["why"]
+    else:
+        line = (head + f"N* = {fit['coefficient']:.3g} * C^b with b = {fit['exponent']:.3f}, {CONFIDENCE:.0%} "
+                f"bootstrap interval {_span(fit['exponent_ci'], '.3f')} (seeds resampled within each size and ratio; "
+                f"{fit['exponent_share']:.0%} of resamples had {MIN_FRONTIER_SIZES} or more sizes on the frontier); "
+                f"{len(fit['compute'])} levels, {len(set(fit['params']))} sizes")
+    return "\n".join([*(describe_joint(joint) for joint in fit.get("joint", [])), line])
+
+
+def describe_joint(joint: dict) -> str:
+    """One line: a train ratio's fit of Eq. 1 with bootstrap intervals and N_opt(C), or why there is none."""
+    head = f"joint fit of Eq. 1 (Hilton et al. 2023), train ratio {joint['train_ratio']:g}: "
+    if joint["why"] is not None:
+        return head + joint["why"]
+    ci = joint["ci"]
+    return (head + f"alpha_N = {joint['alpha_n']:.3g} {_span(ci['alpha_n'], '.3g')}, alpha_E = {joint['alpha_e']:.3g} "
+            f"{_span(ci['alpha_e'], '.3g')}, N_c = {joint['n_c']:.3g}, E_c = {joint['e_c']:.3g}, beta = "
+            f"{joint['beta']:.3g} (Lemma 1); N_opt = {joint['coefficient']:.3g} * C^{joint['exponent']:.3f}, "
+            f"exponent {_span(ci['exponent'], '.3f')} ({CONFIDENCE:.0%} bootstrap over seeds, "
+            f"{joint['share']:.0%} of resamples fitted); {joint['points']} points, {joint['sizes']} sizes, "
+            f"{joint['levels']} levels, rms {joint['rms']:.2g} in ln I")
+
+
+def joint_table(fit: dict) -> list[str]:
+    """The joint fits as markdown rows, one per train ratio, each constant with its bootstrap interval."""
+    lines = [f"Joint fit of intrinsic performance, I^-beta = (N_c/N)^alpha_N + (E_c/E)^alpha_E (Hilton et al. 2023, "
+             f"Sec. 2.2, Eq. 1), per train ratio; beta and E_c from Lemma 1 with compute C = k N^gamma E measured; "
+             f"runs' first {EARLY_SHARE:.4g} left out (App. A). Intervals: {CONFIDENCE:.0%} bootstrap over seeds.", "",
+             "| train ratio | alpha_N | alpha_E | N_c | E_c | beta | N_opt exponent | N_opt coefficient | "
+             "C = k N^gamma E | points, sizes, levels | resamples fitted |",
+             "|---:|---|---|---|---|---|---|---|---|---|---:|"]
+    for joint in fit.get("joint", []):
+        if joint["why"] is not None:
+            lines.append(f"| {joint['train_ratio']:g} | {joint['why']} |" + " |" * 9)
+            continue
+        cells = [f"{joint[key]:.3g} {_span(joint['ci'][key], '.3g')}" for key in JOINT_KEYS]
+        lines.append(f"| {joint['train_ratio']:g} | " + " | ".join(cells) + f" | {joint['k']:.3g} "
+                     f"N^{joint['gamma']:.3g} E | {joint['points']}, {joint['sizes']}, {joint['levels']} | "
+                     f"{joint['share']:.0%} |")
+    return lines
 
 
 def write_tables(runs: list[dict], out: Path, fit: dict) -> None:
@@ -335,7 +602,7 @@ def write_tables(runs: list[dict], out: Path, fit: dict) -> None:
     for (size, ratio), scores in grouped.items():
         spread = f"{np.std(scores, ddof=1):.2g}" if len(scores) > 1 else "n/a"
         lines.append(f"| {size} | {ratio:g} | {len(scores)} | {np.mean(scores):.4g} +- {spread} |")
-    lines += ["", "Intrinsic performance (Hilton et al. 2023): " + describe_fit(fit), "", *frontier_table(fit)]
+    lines += ["", *joint_table(fit), "", describe_fit({**fit, "joint": []}), "", *frontier_table(fit)]
     atomic_write(out / "summary.md", lambda f: f.write(("\n".join(lines) + "\n").encode()))
 
 
