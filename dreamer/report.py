@@ -10,9 +10,12 @@ compute frontier and its fit) and PNG plots:
   intrinsic_performance.png  for each score level the least compute any size needs to reach it, and
                          the power-law fit of the compute-optimal size against compute (Hilton et
                          al. 2023, "Scaling laws for single-agent reinforcement learning").
+  data_efficiency.png    env steps to reach three target scores against train ratio, a line per size;
+  ratio_frontiers.png    per target score, env steps against FLOPs of the cheapest size at each ratio;
+  returns_vs_wall_clock.png  score against wall-clock seconds, where the runs log their timing.
 The paper's own method, intrinsic performance fitted as a joint power law in parameters and env
 steps (its Eq. 1) per train ratio with the compute-optimal size derived from it, is `joint_fit`;
-`summary.md` tables it above the frontier's simpler fit.
+`summary.md` tables it above the frontier's simpler fit, and the analyses of the plots above.
 The score of a set of episodes is their mean return, or for Crafter runs (episodes that log
 achievements) the Crafter score of their success rates, in %: the curves, the final score and the
 random-play level are all in that one unit. The curves (plots and fit) smooth over a window of env
@@ -39,6 +42,7 @@ from dreamer.logging import read_jsonl
 from dreamer.replay import TrainRatio
 from dreamer.sweep import wall_clock
 
+ENV_RATE, UPDATE_RATE = "perf/env_steps_per_second", "perf/updates_per_second"  # metrics.jsonl's timings
 SMOOTHING_SHARE = 0.1  # the curves' window of env steps, as a share of the longest run's steps
 GRID_POINTS = 40  # evaluation points along the runs, evenly spaced in env steps
 LEVELS = 20  # score levels of the compute frontier
@@ -72,11 +76,36 @@ def collect(out: Path, window: int) -> list[dict]:
         run = compute_path.parent
         compute = json.loads(compute_path.read_text())
         episodes = read_jsonl(run / "episodes.jsonl")
+        seconds = wall_clock(run)
         runs.append({
-            "run": run.name, **compute, "episodes": len(episodes), "wall_clock_s": wall_clock(run),
+            "run": run.name, **compute, "episodes": len(episodes), "wall_clock_s": seconds,
             "final_score": final_score(episodes, window), "_episodes": episodes,
+            "_clock": clock_curve(read_jsonl(run / "metrics.jsonl"), seconds),
         })
     return runs
+
+
+def clock_curve(records: list[dict], total: float) -> tuple[np.ndarray, np.ndarray] | None:
+    """(steps, seconds): the wall clock at each record of a run's `metrics.jsonl` that logs its
+    interval's env-step and update rates. An interval took its env steps over the env rate plus its
+    updates over the update rate; those seconds leave out logging and checkpoints (and count twice
+    what overlapped), so they are scaled to sum to the run's `total` (all its attempts). None where
+    no record logs the rates or `total` is not positive."""
+    timed = [r for r in records if r.get(ENV_RATE)]
+    if not timed or total <= 0:
+        return None
+    steps = np.array([0.0] + [r["step"] for r in timed])
+    updates = np.array([0.0] + [r.get("perf/updates", 0.0) for r in timed])
+    rates = [(r[ENV_RATE], r.get(UPDATE_RATE)) for r in timed]
+    seconds = np.cumsum([0.0] + [ds / env + (du / learn if learn else 0.0)
+                                 for ds, du, (env, learn) in zip(np.diff(steps), np.diff(updates), rates)])
+    return steps, seconds * (total / seconds[-1]) if seconds[-1] > 0 else seconds
+
+
+def wall_clock_at(run: dict, steps: np.ndarray) -> np.ndarray | None:
+    """The run's wall-clock seconds by each of `steps` (`clock_curve`, interpolated), None unlogged."""
+    clock = run.get("_clock")
+    return None if clock is None else np.interp(np.asarray(steps, dtype=float), *clock)
 
 
 def smoothing_window(runs: list[dict]) -> float:
@@ -149,15 +178,18 @@ def seed_mean(curves: np.ndarray) -> np.ndarray:
 def cell_curves(runs: list[dict], grid: np.ndarray, window_steps: float) -> list[dict]:
     """Per (size, train ratio), in that order: its seeds' score curves (`seeds`, one row per run) and
     their mean (`scores`) on the steps of `grid` that all its seeds reached, with the training
-    FLOPs at those steps."""
+    FLOPs at those steps and the seeds' mean wall clock there (`seconds`, None unless every seed
+    logged it, `wall_clock_at`)."""
     curves = []
     for key in sorted({(r["size"], r["train_ratio"]) for r in runs}):
         group = [r for r in runs if (r["size"], r["train_ratio"]) == key]
         steps = grid[grid <= min(r["policy_steps"] for r in group)]
         seeds = np.array([score_curve(r, steps, window_steps) for r in group]).reshape(len(group), len(steps))
+        clocks = [wall_clock_at(r, steps) for r in group]
         curves.append({"size": key[0], "train_ratio": key[1], "params": group[0]["params"], "steps": steps,
                        "flops": flops_at(group[0], steps), "seeds": seeds, "scores": seed_mean(seeds),
-                       "window": float(window_steps)})
+                       "window": float(window_steps),
+                       "seconds": None if any(c is None for c in clocks) else np.mean(clocks, 0)})
     return curves
 
 
@@ -532,6 +564,125 @@ def joint_fits(curves: list[dict], chance: float | None, levels: int | np.ndarra
     return fits
 
 
+# The analyses scaling studies report beside the frontier: data efficiency (env steps to reach a
+# score against size and ratio, as DreamerV3's scaling figures) and, per train ratio, the env steps
+# and compute the cheapest size needs (the data-compute trade-off across ratios of Rybkin et al. 2025).
+EFFICIENCY_SHARES = (0.25, 0.5, 0.75)  # target scores: these shares of the way from random play to the best
+
+
+def efficiency_levels(curves: list[dict], chance: float | None) -> np.ndarray:
+    """The scores `EFFICIENCY_SHARES` of the way from random play (the lowest seed-mean score where
+    `chance` is None) to the best seed-mean score of `curves`."""
+    finite = np.concatenate([c["scores"][np.isfinite(c["scores"])] for c in curves])
+    if finite.size == 0:
+        return np.array([])
+    base = finite.min() if chance is None else chance
+    return base + np.array(EFFICIENCY_SHARES) * (finite.max() - base)
+
+
+def steps_to_reach(curve: dict, levels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per level, the env step at which the seed-mean curve of `curve` first reaches it (`crossings`
+    on its window centres, `window_centres`; NaN where never) and whether at its last point."""
+    return crossings(window_centres(curve), curve["scores"], levels)
+
+
+def data_efficiency(curves: list[dict], levels: np.ndarray, samples: int, seed: int = 0) -> list[dict]:
+    """Per (size, ratio): `steps` to reach each of `levels` (`steps_to_reach`), `censored`, and over
+    `samples` bootstrap resamples of the seeds (`resample`) the `CONFIDENCE` interval of the steps
+    among the resamples that reach the level (`interval`) and the share that do (`reached_share`)."""
+    rng = np.random.default_rng(seed)
+    drawn = np.array([[steps_to_reach(c, levels)[0] for c in resample(curves, rng)] for _ in range(samples)])
+    drawn = drawn.reshape(samples, len(curves), len(levels))
+    rows = []
+    for i in sorted(range(len(curves)), key=lambda i: (curves[i]["params"], curves[i]["train_ratio"])):
+        curve = curves[i]
+        steps, censored = steps_to_reach(curve, levels)
+        rows.append({"size": curve["size"], "train_ratio": curve["train_ratio"], "params": curve["params"],
+                     "steps": steps, "censored": censored, "ci": [interval(column) for column in drawn[:, i].T],
+                     "reached_share": np.isfinite(drawn[:, i]).mean(0)})
+    return rows
+
+
+def ratio_frontiers(curves: list[dict], levels: np.ndarray) -> list[dict]:
+    """Per train ratio and level, the size whose seed-mean curve reaches the level with the least
+    training FLOPs (`frontier` over that ratio's sizes): the env `steps` it took (`steps_to_reach`)
+    and its training FLOPs by then (`compute`), NaN where no size reaches the level, and `censored`
+    where that was at its last point."""
+    rows = []
+    for ratio in sorted({c["train_ratio"] for c in curves}):
+        family = [c for c in curves if c["train_ratio"] == ratio]
+        point = frontier(family, levels)
+        steps = np.array([steps_to_reach(family[cell], [level])[0][0] if cell >= 0 else np.nan
+                          for cell, level in zip(point["cell"], levels)])
+        compute = np.array([np.interp(e, family[cell]["steps"], family[cell]["flops"]) if cell >= 0 else np.nan
+                            for cell, e in zip(point["cell"], steps)])
+        rows.append({"train_ratio": ratio, "compute": compute, "steps": steps,
+                     "size": [family[cell]["size"] if cell >= 0 else None for cell in point["cell"]],
+                     "censored": point["censored"]})
+    return rows
+
+
+def study_analyses(runs: list[dict], grid: np.ndarray, window_steps: float, samples: int | None = None,
+                   seed: int = 0) -> dict:
+    """`data_efficiency` and `ratio_frontiers` at the `efficiency_levels` of `runs`."""
+    from dreamer.protocols import BOOTSTRAP_SAMPLES
+
+    curves = cell_curves(runs, grid, window_steps)
+    levels = efficiency_levels(curves, random_level(runs))
+    return {"efficiency_levels": levels, "ratio_frontiers": ratio_frontiers(curves, levels),
+            "efficiency": data_efficiency(curves, levels, BOOTSTRAP_SAMPLES if samples is None else samples, seed),
+            "clock_frontier": clock_frontier(curves, levels)}
+
+
+def clock_frontier(curves: list[dict], levels: np.ndarray) -> dict | None:
+    """Per level, the (size, ratio) whose seed-mean curve reaches it soonest in wall-clock seconds
+    (`frontier` with seconds for FLOPs): `seconds` (NaN where none does), `size`, `train_ratio`,
+    `censored`. Over the cells whose runs all logged their timing; None where none did."""
+    timed = [{**c, "flops": c["seconds"]} for c in curves if c["seconds"] is not None]
+    if not timed:
+        return None
+    point = frontier(timed, levels)
+    cells = [timed[i] if i >= 0 else None for i in point["cell"]]
+    return {"seconds": point["compute"], "censored": point["censored"],
+            "size": [c and c["size"] for c in cells], "train_ratio": [c and c["train_ratio"] for c in cells]}
+
+
+def _steps_cell(steps: float, censored: bool, bounds: tuple[float, float] | None = None) -> str:
+    if not np.isfinite(steps):
+        return "not reached"
+    return f"{steps:,.0f}" + (f" {_span(bounds, ',.0f')}" if bounds is not None else "") + (" (censored)" if censored
+                                                                                        else "")
+
+
+def efficiency_table(study: dict) -> list[str]:
+    """Markdown: env steps each (size, ratio) needs to reach each target score, with intervals; then per
+    ratio the cheapest size's steps and FLOPs at each target."""
+    levels = study["efficiency_levels"]
+    heads = [f"{share:.0%} ({level:.4g})" for share, level in zip(EFFICIENCY_SHARES, levels)]
+    lines = [f"Data efficiency: env steps to reach a score {', '.join(f'{s:.0%}' for s in EFFICIENCY_SHARES)} of the "
+             f"way from random play to the best seed-mean score (seed-mean curves, at the centres of their "
+             f"smoothing windows; {CONFIDENCE:.0%} bootstrap intervals over seeds; censored: at the run's last point).",
+             "", "| size | train ratio | " + " | ".join(heads) + " |", "|---|---:|" + "---:|" * len(levels)]
+    for row in study["efficiency"]:
+        cells = [_steps_cell(s, c, b) for s, c, b in zip(row["steps"], row["censored"], row["ci"])]
+        lines.append(f"| {row['size']} | {row['train_ratio']:g} | " + " | ".join(cells) + " |")
+    lines += ["", "Per train ratio, the size that reaches each score with the least training FLOPs: its env steps "
+              "and FLOPs there (the data-compute trade-off across ratios).", "",
+              "| train ratio | " + " | ".join(heads) + " |", "|---:|" + "---|" * len(levels)]
+    for row in study["ratio_frontiers"]:
+        cells = [f"{_steps_cell(s, c)} steps, {f:.3g} FLOPs ({size})" if np.isfinite(f) else "not reached"
+                 for s, f, size, c in zip(row["steps"], row["compute"], row["size"], row["censored"])]
+        lines.append(f"| {row['train_ratio']:g} | " + " | ".join(cells) + " |")
+    clock = study.get("clock_frontier")
+    if clock is None:
+        return lines + ["", "Wall clock: no run logged its env-step and update rates (metrics.jsonl)."]
+    cells = [f"{t:,.0f} s ({size} r{ratio:g}{', censored' if late else ''})" if np.isfinite(t) else "not reached"
+             for t, size, ratio, late in zip(clock["seconds"], clock["size"], clock["train_ratio"], clock["censored"])]
+    return lines + ["", "Wall clock: the size and ratio whose seed-mean curve reaches each score soonest (the "
+                    "runs' seconds spread over their steps as metrics.jsonl's env-step and update rates say).", "",
+                    "| " + " | ".join(heads) + " |", "|" + "---|" * len(levels), "| " + " | ".join(cells) + " |"]
+
+
 def _span(bounds: tuple[float, float] | None, form: str) -> str:
     return "n/a" if bounds is None else f"[{bounds[0]:{form}}, {bounds[1]:{form}}]"
 
@@ -603,6 +754,8 @@ def write_tables(runs: list[dict], out: Path, fit: dict) -> None:
         spread = f"{np.std(scores, ddof=1):.2g}" if len(scores) > 1 else "n/a"
         lines.append(f"| {size} | {ratio:g} | {len(scores)} | {np.mean(scores):.4g} +- {spread} |")
     lines += ["", *joint_table(fit), "", describe_fit({**fit, "joint": []}), "", *frontier_table(fit)]
+    if "efficiency" in fit:
+        lines += ["", *efficiency_table(fit)]
     atomic_write(out / "summary.md", lambda f: f.write(("\n".join(lines) + "\n").encode()))
 
 
@@ -625,7 +778,7 @@ def frontier_table(fit: dict) -> list[str]:
 
 def save_png(fig, path: Path) -> None:
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100)
+    fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
     atomic_write(path, lambda f: f.write(buffer.getvalue()))
 
 
@@ -770,6 +923,135 @@ def _plot_intrinsic(plt, fit: dict):
     return fig
 
 
+SIZE_COLOURS = "viridis"  # colormap sampled evenly along the sizes, smallest (dark) to largest
+SIZE_COLOUR_RANGE = (0.0, 0.85)  # the part of it used: its light yellow end is hard to see on white
+LEVEL_COLOURS = "plasma"  # colormap of the target scores in the ratio-frontier plot
+RATIO_STYLES = ("-", "--", ":", "-.", (0, (5, 1, 1, 1, 1, 1)), (0, (1, 4)), (0, (8, 2)))  # line style per ratio
+RATIO_MARKERS = ("o", "s", "^", "D", "v", "P", "X")  # marker per ratio where ratios are points
+FONT = 8  # legend and annotation font size (points)
+
+
+def size_colours(plt, sizes: list[str]) -> dict[str, tuple]:
+    """A colour per size, in size order along `SIZE_COLOURS`: one hue scale, so no two sizes share a
+    colour and a larger model is always the lighter line."""
+    cmap = plt.get_cmap(SIZE_COLOURS)
+    return {size: cmap(x) for size, x in zip(sizes, np.linspace(*SIZE_COLOUR_RANGE, max(len(sizes), 1)))}
+
+
+def ratio_style(ratios: list[float], ratio: float, styles: tuple = RATIO_STYLES):
+    """The line style (or marker, with `RATIO_MARKERS`) of `ratio` among `ratios`, cycling past the last."""
+    return styles[sorted(ratios).index(ratio) % len(styles)]
+
+
+def readable_log_axis(axis) -> None:
+    """Ticks at 1, 2 and 5 of each decade, labelled plainly (1.5k, 20k, 3M) rather than as powers of ten."""
+    from matplotlib import ticker
+
+    axis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+    axis.set_minor_formatter(ticker.NullFormatter())
+    axis.set_major_formatter(ticker.FuncFormatter(lambda value, _: human(value)))
+
+
+def human(value: float) -> str:
+    """1500 -> 1.5k, 2e6 -> 2M, 3e9 -> 3G; below 1,000 as it is."""
+    for scale, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= scale:
+            return f"{value / scale:g}{suffix}"
+    return f"{value:g}"
+
+
+def _plot_efficiency(plt, fit: dict, sizes: list[str], ratios: list[float]):
+    """Env steps to reach each target score against train ratio, a line per size with its bootstrap
+    interval; a hollow marker where a run reached the score only at its last point."""
+    levels, colours = fit["efficiency_levels"], size_colours(plt, sizes)
+    fig, axes = plt.subplots(1, max(len(levels), 1), figsize=(3.6 * max(len(levels), 1) + 1, 3.6), squeeze=False,
+                             sharey=True)
+    for j, (ax, level) in enumerate(zip(axes[0], levels)):
+        missed = []
+        for size in sizes:
+            rows = [r for r in fit["efficiency"] if r["size"] == size and np.isfinite(r["steps"][j])]
+            missed += [f"{r['size']} r{r['train_ratio']:g}" for r in fit["efficiency"]
+                       if r["size"] == size and not np.isfinite(r["steps"][j])]
+            if not rows:
+                continue
+            x, y = np.array([r["train_ratio"] for r in rows]), np.array([r["steps"][j] for r in rows])
+            bounds = np.array([r["ci"][j] or (v, v) for r, v in zip(rows, y)])
+            ax.errorbar(x, y, yerr=[y - bounds[:, 0], bounds[:, 1] - y], color=colours[size], marker="o", capsize=3,
+                        label=size)
+            late = np.array([bool(r["censored"][j]) for r in rows])
+            ax.scatter(x[late], y[late], s=90, facecolors="none", edgecolors=colours[size], zorder=3)
+        ax.set_title(f"score {level:.4g}: {EFFICIENCY_SHARES[j]:.0%} of the way\nfrom random play to the best",
+                     fontsize=9)
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(ratios, [f"{q:g}" for q in ratios])
+        ax.minorticks_off()
+        ax.set_xlabel("train ratio")
+        if missed:
+            ax.text(0.02, 0.02, "not reached: " + ", ".join(missed), transform=ax.transAxes, fontsize=FONT - 1,
+                    wrap=True)
+    axes[0, 0].set_yscale("log")
+    readable_log_axis(axes[0, 0].yaxis)
+    axes[0, 0].set_ylabel("env steps to reach the score\n(seed mean, 95% bootstrap interval)")
+    if levels.size:
+        axes[0, 0].legend(title="size (hollow: at the run's end)", fontsize=FONT, title_fontsize=FONT)
+    return fig
+
+
+def _plot_ratio_frontiers(plt, fit: dict, ratios: list[float]):
+    """Per target score, the env steps against the training FLOPs of the cheapest size at each train
+    ratio: a line per score through the ratios, a marker per ratio, the size written beside it."""
+    from matplotlib.lines import Line2D
+
+    levels = fit["efficiency_levels"]
+    colours = plt.get_cmap(LEVEL_COLOURS)(np.linspace(0.0, 0.8, max(len(levels), 1)))
+    fig, ax = plt.subplots(figsize=(8, 4.2))
+    for j, level in enumerate(levels):
+        points = [(row["compute"][j], row["steps"][j], row) for row in fit["ratio_frontiers"]
+                  if np.isfinite(row["compute"][j])]
+        if not points:
+            continue
+        ax.plot([p[0] for p in points], [p[1] for p in points], color=colours[j], lw=1.2,
+                label=f"score {level:.4g} ({EFFICIENCY_SHARES[j]:.0%})")
+        for compute, steps, row in points:
+            ax.scatter(compute, steps, color=colours[j], marker=ratio_style(ratios, row["train_ratio"], RATIO_MARKERS),
+                       s=40, zorder=3)
+            ax.annotate(row["size"][j], (compute, steps), textcoords="offset points", xytext=(4, 4), fontsize=FONT - 1)
+    handles = [Line2D([], [], color="gray", marker=ratio_style(ratios, q, RATIO_MARKERS), linestyle="none",
+                      label=f"train ratio {q:g}") for q in ratios]
+    lines = ax.get_legend_handles_labels()[0]
+    ax.legend(handles=lines + handles, fontsize=FONT, loc="upper left", bbox_to_anchor=(1.02, 1.0),
+              title="target score; train ratio", title_fontsize=FONT)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    readable_log_axis(ax.yaxis)
+    ax.set_xlabel("training FLOPs by then (the size that needs the least at that ratio)")
+    ax.set_ylabel("env steps to reach the score")
+    return fig
+
+
+def _plot_wall_clock(plt, runs: list[dict], grid: np.ndarray, window_steps: float, sizes: list[str],
+                     ratios: list[float]):
+    """Seed-mean score against wall-clock seconds per (size, ratio), colour by size and line style by
+    ratio, with the frontier over them; None where no run logged its timing."""
+    curves = sorted((c for c in cell_curves(runs, grid, window_steps) if c["seconds"] is not None),
+                    key=lambda c: (c["params"], c["train_ratio"]))
+    if not curves:
+        return None
+    colours = size_colours(plt, sizes)
+    fig, ax = plt.subplots(figsize=(7.5, 4.2))
+    for c in curves:
+        ax.plot(c["seconds"], c["scores"], color=colours[c["size"]], linestyle=ratio_style(ratios, c["train_ratio"]),
+                label=f"{c['size']} r{c['train_ratio']:g}")
+    seconds, best = flops_frontier([{**c, "flops": c["seconds"]} for c in curves])
+    if seconds.size:
+        ax.plot(seconds, best, color="black", lw=2.5, alpha=0.35, label="frontier (seed means)")
+    ax.set_xscale("log")
+    ax.set_xlabel("wall-clock seconds (metrics.jsonl's rates, scaled to each run's total)")
+    ax.set_ylabel(score_label(runs, window_steps))
+    ax.legend(fontsize=FONT, loc="upper left", bbox_to_anchor=(1.02, 1.0), ncol=1 + len(curves) // 12)
+    return fig
+
+
 def write_plots(runs: list[dict], out: Path) -> dict:
     """The four PNG plots; returns the intrinsic-performance fit."""
     import matplotlib
@@ -780,14 +1062,19 @@ def write_plots(runs: list[dict], out: Path) -> dict:
     sizes = list(dict.fromkeys(run["size"] for run in sorted(runs, key=lambda run: run["params"])))
     ratios = sorted({run["train_ratio"] for run in runs})
     grid, window_steps = evaluation_grid(runs), smoothing_window(runs)
-    fit = intrinsic_performance(runs, grid, window_steps)
+    fit = {**intrinsic_performance(runs, grid, window_steps), **study_analyses(runs, grid, window_steps)}
     figures = {
         "returns_vs_steps.png": _plot_curves(plt, runs, sizes, ratios, grid, window_steps),
         "final_heatmap.png": _plot_heatmap(plt, runs, sizes, ratios),
         "returns_vs_flops.png": _plot_flops(plt, runs, grid, window_steps),
         "intrinsic_performance.png": _plot_intrinsic(plt, fit),
+        "data_efficiency.png": _plot_efficiency(plt, fit, sizes, ratios),
+        "ratio_frontiers.png": _plot_ratio_frontiers(plt, fit, ratios),
     }
+    figures["returns_vs_wall_clock.png"] = _plot_wall_clock(plt, runs, grid, window_steps, sizes, ratios)
     for name, fig in figures.items():
+        if fig is None:
+            continue
         fig.tight_layout()
         save_png(fig, out / name)
     plt.close("all")

@@ -185,7 +185,9 @@ def test_report_of_a_sweep_folder_writes_the_frontier_with_intervals_and_censori
     assert "95% bootstrap interval" in printed and "3 sizes" in printed
     assert "Curves smoothed over windows of 200,000 env steps; random play scores unknown" in summary
     assert "| score level | C* (training FLOPs) | C* interval |" in summary
-    for name in ("returns_vs_steps.png", "final_heatmap.png", "returns_vs_flops.png", "intrinsic_performance.png"):
+    assert "| size | train ratio | 25% (" in summary and "Per train ratio, the size that reaches" in summary
+    for name in ("returns_vs_steps.png", "final_heatmap.png", "returns_vs_flops.png", "intrinsic_performance.png",
+                 "data_efficiency.png", "ratio_frontiers.png"):
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -303,3 +305,71 @@ def test_no_joint_fit_where_size_makes_no_difference():
         one["_episodes"] = runs[-1]["_episodes"]
     fit = eq1_fit(runs, np.linspace(3.2, 6.5, 13))
     assert "the size term (N_c/N)^alpha_N: no size nears its plateau" in fit["why"]
+
+
+def efficiency_runs():
+    """Size a (100 parameters, two identical seeds) scores 0, 10, 20, 30 and size b (140, one seed) 0,
+    20, 40, 40 at steps 100 .. 400, an episode ending at each; compute = parameters x steps."""
+    return [run(size=size, params=params, seed=seed, policy_steps=400, flops_per_update=0.0,
+                flops_per_policy_step=float(params), episodes=list(zip((100, 200, 300, 400), scores)))
+            for size, params, seeds, scores in (("a", 100, 2, (0, 10, 20, 30)), ("b", 140, 1, (0, 20, 40, 40)))
+            for seed in range(seeds)]
+
+
+def test_steps_to_reach_each_score_by_size_and_ratio(tmp_path):
+    """No random level, so the targets run from the lowest score (0) to the best (40): 10, 20, 30.
+    With a window of 100 steps each point speaks for its window's centre, 50 steps back: a reaches
+    10, 20, 30 at 150, 250, 350 (its last point: censored); b reaches 10 halfway between 50 (0) and
+    150 (20), at 100, then 20 at 150 and 30 halfway between 150 (20) and 250 (40), at 200."""
+    study = report.study_analyses(efficiency_runs(), np.array([100.0, 200.0, 300.0, 400.0]), 100, samples=50)
+    assert list(study["efficiency_levels"]) == pytest.approx([10.0, 20.0, 30.0])
+    a, b = study["efficiency"]
+    assert list(a["steps"]) == pytest.approx([150.0, 250.0, 350.0]) and list(a["censored"]) == [False, False, True]
+    assert list(b["steps"]) == pytest.approx([100.0, 150.0, 200.0]) and not b["censored"].any()
+    assert a["ci"][1] == pytest.approx((250.0, 250.0))  # identical seeds: every resample is the data
+    lines = report.efficiency_table(study)
+    assert "| a | 1 | 150 [150, 150] | 250 [250, 250] | 350 [350, 350] (censored) |" in lines
+
+
+def test_per_ratio_frontier_names_the_cheapest_size_with_its_steps_and_flops():
+    """The frontier picks by FLOPs at the grid points (a window's end): score 10 costs a 200 x 100 =
+    20,000 and b 150 x 140 = 21,000 (a wins); 20 costs a 30,000, b 200 x 140 = 28,000; 30 costs a
+    40,000, b 250 x 140 = 35,000 (b wins both). The winner's steps are at its window centre and its
+    FLOPs there: a 150 steps and 15,000; b 150 and 21,000; b 200 and 28,000."""
+    study = report.study_analyses(efficiency_runs(), np.array([100.0, 200.0, 300.0, 400.0]), 100, samples=10)
+    (row,) = study["ratio_frontiers"]
+    assert row["size"] == ["a", "b", "b"]
+    assert list(row["steps"]) == pytest.approx([150.0, 150.0, 200.0])
+    assert list(row["compute"]) == pytest.approx([15_000.0, 21_000.0, 28_000.0])
+    lines = report.efficiency_table(study)
+    assert "| 1 | 150 steps, 1.5e+04 FLOPs (a) | 150 steps, 2.1e+04 FLOPs (b) | 200 steps, 2.8e+04 FLOPs (b) |" in lines
+
+
+def test_wall_clock_from_the_rates_metrics_jsonl_logs():
+    """Records at steps 100 and 300: 100 env steps at 50/s (2 s) and 10 updates at 10/s (1 s), then
+    200 steps at 100/s (2 s) and 30 updates at 30/s (1 s): 3 s and 6 s, scaled to the run's 12 s
+    (its logging and checkpoints): 6 s by step 100 and 12 s by step 300; a record without rates
+    adds nothing, and a log without any gives no clock."""
+    records = [{"step": 100, "perf/env_steps_per_second": 50.0, "perf/updates": 10, "perf/updates_per_second": 10.0},
+               {"step": 200, "train/loss": 1.0},
+               {"step": 300, "perf/env_steps_per_second": 100.0, "perf/updates": 40, "perf/updates_per_second": 30.0}]
+    steps, seconds = report.clock_curve(records, 12.0)
+    assert list(steps) == [0, 100, 300] and list(seconds) == pytest.approx([0.0, 6.0, 12.0])
+    assert list(report.wall_clock_at({"_clock": (steps, seconds)}, [50, 200])) == pytest.approx([3.0, 9.0])
+    assert report.clock_curve(records[1:2], 12.0) is None and report.wall_clock_at({}, [1]) is None
+
+
+def test_the_wall_clock_frontier_names_the_first_size_and_ratio_to_reach_each_score(tmp_path):
+    """The runs of `efficiency_runs`, a taking 1 s per 10 steps and b 1 s per 20: a reaches 10 at
+    the grid step 200 (window ends, as the FLOPs frontier) in 20 s, b at 150 in 7.5 s; 20: a 300
+    steps, 30 s, b 200 steps, 10 s; 30: a 400 steps (its last point), b 250 steps, 12.5 s."""
+    runs = efficiency_runs()
+    for one in runs:
+        per_second = 10.0 if one["size"] == "a" else 20.0
+        one["_clock"] = (np.array([0.0, 400.0]), np.array([0.0, 400.0 / per_second]))
+    study = report.study_analyses(runs, np.array([100.0, 200.0, 300.0, 400.0]), 100, samples=10)
+    clock = study["clock_frontier"]
+    assert list(clock["seconds"]) == pytest.approx([7.5, 10.0, 12.5]) and clock["size"] == ["b", "b", "b"]
+    assert "| 8 s (b r1) | 10 s (b r1) | 12 s (b r1) |" in report.efficiency_table(study)
+    runs[0]["_clock"] = None  # a seed that did not log: its size drops out
+    assert report.study_analyses(runs, np.array([100.0, 400.0]), 100, samples=10)["clock_frontier"]["size"][0] == "b"
