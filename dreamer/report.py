@@ -2,14 +2,19 @@
 
 Writes `summary.csv` and `summary.md` (one row per run, the final score per size and ratio, the
 compute frontier and its fit) and PNG plots:
-  returns_vs_steps.png   score against env steps, a panel per train ratio, a line per size (mean and
-                         95% t interval over seeds, the random-play level as a line);
-  final_heatmap.png      final score as a size x ratio heatmap (mean over seeds);
-  returns_vs_flops.png   score against training FLOPs, every run, with the compute-efficient frontier
-                         of the seed means;
-  intrinsic_performance.png  for each score level the least compute any size needs to reach it, and
-                         the power-law fit of the compute-optimal size against compute (Hilton et
-                         al. 2023, "Scaling laws for single-agent reinforcement learning").
+  returns_vs_steps.png   score against env steps, a panel per train ratio, a colour per size: each
+                         seed thin, the mean over seeds thick with a band of +- 1 standard error, the
+                         random-play level as a dashed line;
+  final_heatmap.png      final score as a size x ratio heatmap: the mean over seeds and each seed's
+                         score, cells at or below random play hatched;
+  returns_vs_flops.png   score against training FLOPs from shortly before the frontier rises: per size
+                         and ratio (colour by size, line style by ratio) the seeds thin and their
+                         mean, with the compute-efficient frontier of the seed means;
+  intrinsic_performance.png  for each score level the least compute any size needs to reach it
+                         (coloured by that size), and the compute-optimal size against compute with
+                         the frontier's power law and each ratio's N_opt(C) from the joint fit (Hilton
+                         et al. 2023, "Scaling laws for single-agent reinforcement learning");
+  joint_fit.png          per train ratio with a joint fit, its points and Eq. 1's curve for each size;
   data_efficiency.png    env steps to reach three target scores against train ratio, a line per size;
   ratio_frontiers.png    per target score, env steps against FLOPs of the cheapest size at each ratio;
   returns_vs_wall_clock.png  score against wall-clock seconds, where the runs log their timing.
@@ -21,7 +26,7 @@ achievements) the Crafter score of their success rates, in %: the curves, the fi
 random-play level are all in that one unit. The curves (plots and fit) smooth over a window of env
 steps (`SMOOTHING_SHARE` of the longest run), the same for every run; a run's final score in the
 tables and the heatmap is the score of its last `window` episodes. Spreads over seeds are sample
-standard deviations (ddof=1) in the tables and the bands alike.
+standard deviations (ddof=1) in the tables and the standard errors of the bands alike.
 """
 
 from __future__ import annotations
@@ -48,6 +53,27 @@ GRID_POINTS = 40  # evaluation points along the runs, evenly spaced in env steps
 LEVELS = 20  # score levels of the compute frontier
 MIN_FRONTIER_SIZES = 3  # distinct compute-optimal sizes below which no power law is fitted
 CONFIDENCE = 0.95  # of the bands around the mean over seeds and of the bootstrap intervals
+
+SEED_WIDTH, MEAN_WIDTH = 0.6, 1.8  # line widths of one seed's curve and of the mean over seeds
+SEED_ALPHA, BAND_ALPHA = 0.45, 0.18  # opacity of one seed's curve and of the band around the mean
+SHOWN_SEEDS = 4  # the heatmap lists each seed's score up to this many seeds, their spread beyond
+LIGHT_CELL = 1.6  # a heatmap colour whose R + G + B exceeds this takes black text, else white
+DENSE_DECADES = 2  # a log axis spanning up to this many decades gets ticks at 1, 2 and 5 of each
+MAX_TICKS = 8  # at most this many major ticks on a log axis
+RISE_SHARE = 0.05  # the frontier has risen once it gained this share of its whole rise
+LEAD_IN = 10.0  # the FLOPs axis starts this factor below the FLOPs where the frontier first rises
+FLOPS_MARGIN = 1.5  # the FLOPs axis runs from the first update / this to the largest FLOPs * this
+LEGEND_ROWS = 14  # legend entries per column outside a plot
+RATIO_MARGIN = 1.4  # a train-ratio axis runs from the least ratio / this to the largest * this
+NOTE_BELOW = -0.22  # height of a note under a panel's x label, in axes fractions
+DODGE = 1.06  # factor along a log x axis between neighbouring sizes' markers at one ratio
+LAW_POINTS = 50  # points along a fitted power law
+SIZE_COLOURS = "viridis"  # colormap sampled evenly along the sizes, smallest (dark) to largest
+SIZE_COLOUR_RANGE = (0.0, 0.85)  # the part of it used: its light yellow end is hard to see on white
+LEVEL_COLOURS = "plasma"  # colormap of the target scores in the ratio-frontier plot
+RATIO_STYLES = ("-", "--", ":", "-.", (0, (5, 1, 1, 1, 1, 1)), (0, (1, 4)), (0, (8, 2)))  # line style per ratio
+RATIO_MARKERS = ("o", "s", "^", "D", "v", "P", "X")  # marker per ratio where ratios are points
+FONT = 8  # legend and annotation font size (points)
 
 FIELDS = ("run", "size", "train_ratio", "seed", "params", "policy_steps", "updates", "episodes",
           "final_score", "flops_per_update", "flops_per_policy_step", "total_flops", "wall_clock_s", "device")
@@ -502,7 +528,8 @@ def joint_fit(curves: list[dict], levels: np.ndarray, start: np.ndarray | None =
     log I_j. beta and E_c are not free: Lemma 1 sets beta, and E_c makes I equal compute on the
     frontier, with compute C = k N^gamma E from the runs' FLOPs (`flops_per_step`). Only levels that two
     or more sizes reach constrain the constants (one size's point is matched by its level's I_j).
-    From the constants, N_opt(C) (`optimal_size`). `why` is set, and nothing fitted, with fewer than
+    From the constants, N_opt(C) (`optimal_size`); `data` holds each point's size, N, E and fitted I_j.
+    `why` is set, and nothing fitted, with fewer than
     `MIN_FRONTIER_SIZES` sizes or `MIN_SHARED_LEVELS` shared levels, with an exponent at the edge
     of `EXPONENT_BOUNDS`, or with a term of Eq. 1 that stays below `MIN_TERM_SHARE` at every point
     (`term_shares`): the data do not determine that exponent."""
@@ -531,9 +558,11 @@ def joint_fit(curves: list[dict], levels: np.ndarray, start: np.ndarray | None =
                                  f"{MIN_TERM_SHARE:.0%} needed), so the data do not determine its exponent"}
     constants = _unpack(best.x, k, gamma)
     coefficient, exponent = optimal_size(constants["alpha_n"], constants["alpha_e"], constants["n_c"], gamma)
+    fitted = np.exp(best.x[3:][np.searchsorted(np.unique(cols), cols)])
     return {**counts, **{key: float(v) for key, v in constants.items()}, "coefficient": float(coefficient),
             "exponent": float(exponent), "rms": float(np.sqrt(2 * best.cost / rows.size)), "theta": best.x,
-            "why": None}
+            "data": {"size": np.array([curves[r]["size"] for r in rows]), "params": params[rows],
+                     "steps": steps[rows, cols], "intrinsic": fitted}, "why": None}
 
 
 def bootstrap_joint(curves: list[dict], levels: np.ndarray, point: dict, samples: int, seed: int = 0) -> dict:
@@ -844,91 +873,205 @@ def score_label(runs: list[dict], window_steps: float) -> str:
 
 def _plot_curves(plt, runs: list[dict], sizes: list[str], ratios: list[float], grid: np.ndarray,
                  window_steps: float):
-    fig, axes = plt.subplots(1, len(ratios), figsize=(4 * len(ratios), 3.2), squeeze=False, sharey=True)
-    chance = random_level(runs)
+    """Score against env steps, a panel per train ratio, a colour per size: each seed thin, the mean
+    over seeds thick with a band of one standard error of that mean."""
+    from matplotlib import ticker
+    from matplotlib.lines import Line2D
+
+    fig, axes = plt.subplots(1, len(ratios), figsize=(3.8 * len(ratios) + 1.6, 3.4), squeeze=False, sharey=True)
+    chance, colours = random_level(runs), size_colours(plt, sizes)
     seen = [] if chance is None else [chance]
     for ax, ratio in zip(axes[0], ratios):
         for size in sizes:
             group = [r for r in runs if r["size"] == size and r["train_ratio"] == ratio]
-            if not group:
-                continue
-            seen += plot_seeds(ax, group, grid, window_steps, f"{size} ({len(group)} seed{'s' if len(group) > 1 else ''})")
+            if group:
+                seen += draw_seeds(ax, np.array([score_curve(r, grid, window_steps) for r in group]), grid,
+                                   colours[size])
         if chance is not None:
-            ax.axhline(chance, color="gray", linestyle="--", linewidth=1, label="random actions")
-        ax.set_title(f"train ratio {ratio:g}")
+            ax.axhline(chance, color="gray", linestyle="--", linewidth=1)
+        ax.set_title(f"train ratio {ratio:g}", fontsize=10)
         ax.set_xlabel("env steps (policy steps, all envs)")
+        ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda value, _: human(value)))
     clip_to_runs(axes[0, 0], seen)
     axes[0, 0].set_ylabel(score_label(runs, window_steps))
-    axes[0, 0].legend(title=f"mean, {CONFIDENCE:.0%} CI over seeds (clipped to the runs' range)", fontsize=7,
-                      title_fontsize=7)
+    handles = [Line2D([], [], color=colours[s], lw=2, label=f"{s} ({seed_count(runs, s)})") for s in sizes]
+    handles += [Line2D([], [], color="gray", lw=0.7, label="thin: one seed"),
+                Line2D([], [], color="gray", lw=6, alpha=0.2, label="band: mean +- 1 s.e.")]
+    if chance is not None:
+        handles.append(Line2D([], [], color="gray", linestyle="--", label="random actions"))
+    axes[0, -1].legend(handles=handles, fontsize=FONT, loc="upper left", bbox_to_anchor=(1.02, 1.0),
+                       title="size (seeds)", title_fontsize=FONT)
     return fig
 
 
+def seed_count(runs: list[dict], size: str) -> str:
+    """'3 seeds', or '2-3 seeds' where the ratios of `size` ran different numbers."""
+    counts = sorted({sum(1 for r in runs if r["size"] == size and r["train_ratio"] == q)
+                     for q in {r["train_ratio"] for r in runs if r["size"] == size}})
+    text = str(counts[0]) if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
+    return f"{text} seed{'' if text == '1' else 's'}"
+
+
+def mean_and_error(curves: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(seeds, points) -> the mean over the seeds with a value at each point and its standard error
+    (sample std / sqrt(n)); the error is 0 where fewer than two seeds have a value. With two seeds
+    mean +- 1 s.e. spans exactly the two."""
+    count = np.sum(np.isfinite(curves), 0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        mean, std = np.nanmean(curves, 0), np.nanstd(curves, 0, ddof=1)
+    return mean, np.where(count >= 2, std / np.sqrt(np.maximum(count, 1)), 0.0)
+
+
+def draw_seeds(ax, curves: np.ndarray, x: np.ndarray, colour, linestyle="-", label: str | None = None) -> list[float]:
+    """Each seed's curve thin, their mean thick with a band of +- 1 standard error (`mean_and_error`);
+    returns the finite values drawn, for `clip_to_runs`."""
+    for curve in curves:
+        ax.plot(x, curve, color=colour, linestyle=linestyle, lw=SEED_WIDTH, alpha=SEED_ALPHA)
+    mean, error = mean_and_error(curves)
+    ax.plot(x, mean, color=colour, linestyle=linestyle, lw=MEAN_WIDTH, label=label)
+    ax.fill_between(x, mean - error, mean + error, color=colour, alpha=BAND_ALPHA, lw=0)
+    return list(curves[np.isfinite(curves)])
+
+
 def _plot_heatmap(plt, runs: list[dict], sizes: list[str], ratios: list[float]):
-    heat = np.array([[np.mean([r["final_score"] for r in runs if r["size"] == s and r["train_ratio"] == q] or [np.nan])
-                      for q in ratios] for s in sizes])
-    fig, ax = plt.subplots(figsize=(1.5 + 1.2 * len(ratios), 1.2 + 0.8 * len(sizes)))
+    """Final score per size and ratio: the mean over seeds as the colour and the first line of text,
+    each seed's score below it (their spread where more than `SHOWN_SEEDS`), and a hatched cell where
+    the mean is at or below random play."""
+    chance = random_level(runs)
+    finals = {(s, q): [r["final_score"] for r in runs if r["size"] == s and r["train_ratio"] == q]
+              for s in sizes for q in ratios}
+    heat = np.array([[np.mean(finals[s, q]) if finals[s, q] else np.nan for q in ratios] for s in sizes])
+    fig, ax = plt.subplots(figsize=(2.2 + 1.6 * len(ratios), 1.4 + 0.9 * len(sizes)))
     image = ax.imshow(heat, cmap="viridis", aspect="auto")
     ax.set_xticks(range(len(ratios)), [f"{q:g}" for q in ratios])
     ax.set_yticks(range(len(sizes)), sizes)
     ax.set_xlabel("train ratio")
     ax.set_ylabel("size")
-    for i in range(len(sizes)):
-        for j in range(len(ratios)):
-            ax.text(j, i, f"{heat[i, j]:.3g}", ha="center", va="center", color="white")
-    fig.colorbar(image, label="final score")
+    for (i, size), (j, ratio) in ((a, b) for a in enumerate(sizes) for b in enumerate(ratios)):
+        scores = finals[size, ratio]
+        if not scores:
+            continue
+        low = chance is not None and heat[i, j] <= chance
+        if low:
+            ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, hatch="///", edgecolor="red", lw=1.5))
+        seeds = ", ".join(f"{v:.3g}" for v in scores) if len(scores) <= SHOWN_SEEDS else \
+            f"sd {np.std(scores, ddof=1):.2g}"
+        colour = "black" if sum(image.cmap(image.norm(heat[i, j]))[:3]) > LIGHT_CELL else "white"
+        ax.text(j, i, f"{heat[i, j]:.3g}{' (random or worse)' if low else ''}\n({seeds})", ha="center", va="center",
+                color=colour, fontsize=FONT)
+    note = "" if chance is None else f"; hatched: mean at or below random play ({chance:.3g})"
+    ax.set_title(f"final score: mean over seeds (each seed){note}", fontsize=9)
+    fig.colorbar(image, label="final score (mean over seeds)")
     return fig
 
 
-def _plot_flops(plt, runs: list[dict], grid: np.ndarray, window_steps: float):
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for run in runs:
-        steps = grid[grid <= run["policy_steps"]]
-        ax.plot(flops_at(run, steps), score_curve(run, steps, window_steps), alpha=0.5, label=run["run"])
-    flops, best = flops_frontier(cell_curves(runs, grid, window_steps))
+def tidy_log_axis(axis, low: float, high: float) -> None:
+    """Log ticks a reader can read: 1, 2 and 5 of each decade over up to `DENSE_DECADES` decades, one
+    per decade beyond, labelled 2e11 (`power_label`; no minor labels that overlap the major ones)."""
+    from matplotlib import ticker
+
+    decades = np.log10(max(high, low * 10) / low) if low > 0 else np.inf
+    axis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0) if decades <= DENSE_DECADES else (1.0,),
+                                             numticks=MAX_TICKS))
+    axis.set_minor_formatter(ticker.NullFormatter())
+    axis.set_major_formatter(ticker.FuncFormatter(lambda value, _: power_label(value)))
+
+
+def power_label(value: float) -> str:
+    """2e11 for 2 x 10^11, 1e-3 for 10^-3."""
+    mantissa, exponent = f"{value:.0e}".split("e")
+    return f"{mantissa}e{int(exponent)}"
+
+
+def trained_flops(runs: list[dict], flops: np.ndarray, best: np.ndarray) -> float:
+    """Where the FLOPs axis starts: `LEAD_IN` times below the FLOPs at which the frontier (`flops`,
+    `best`) first rises by `RISE_SHARE` of its range, and not before any run's first update. Left of that lie the prefill's and
+    the untrained policy's steps at random play, which a log axis would stretch over decades."""
+    first = min(float(flops_at(r, [first_update_step(r)])[0]) for r in runs)
+    rises = flops[best >= best[0] + RISE_SHARE * (best[-1] - best[0])] if best.size else flops
+    return max(first, float(rises[0]) / LEAD_IN) if rises.size else first
+
+
+def _plot_flops(plt, runs: list[dict], grid: np.ndarray, window_steps: float, sizes: list[str], ratios: list[float]):
+    """Score against training FLOPs from the first update on: per (size, ratio) its seeds thin and
+    their mean, colour by size and line style by ratio, and the frontier of the seed means."""
+    curves = sorted(cell_curves(runs, grid, window_steps), key=lambda c: (c["params"], c["train_ratio"]))
+    flops, best = flops_frontier(curves)
+    colours, start = size_colours(plt, sizes), trained_flops(runs, flops, best)
+    fig, ax = plt.subplots(figsize=(7.5, 4.2))
+    for c in curves:
+        shown = c["flops"] >= start
+        draw_seeds(ax, c["seeds"][:, shown], c["flops"][shown], colours[c["size"]],
+                   ratio_style(ratios, c["train_ratio"]), f"{c['size']} r{c['train_ratio']:g}")
     if flops.size:
-        ax.plot(flops, best, color="black", lw=2, label="frontier (seed means)")
+        ax.plot(flops, best, color="black", lw=2.5, alpha=0.4, label="frontier (seed means)")
     chance = random_level(runs)
     if chance is not None:
         ax.axhline(chance, color="gray", linestyle="--", linewidth=1, label="random actions")
     ax.set_xscale("log")
-    ax.set_xlabel("training FLOPs (matmuls and convolutions)")
+    high = max(float(c["flops"][-1]) for c in curves)
+    ax.set_xlim(start / FLOPS_MARGIN, high * FLOPS_MARGIN)
+    tidy_log_axis(ax.xaxis, start, high)
+    ax.set_xlabel("training FLOPs (matmuls and convolutions), from the first update")
     ax.set_ylabel(score_label(runs, window_steps))
-    ax.legend(fontsize=6)
+    ax.legend(fontsize=FONT, loc="upper left", bbox_to_anchor=(1.02, 1.0), ncol=1 + len(curves) // LEGEND_ROWS,
+              title="size, train ratio (thin: seeds)", title_fontsize=FONT)
     return fig
 
 
-def _plot_intrinsic(plt, fit: dict):
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
-    left.plot(fit["compute"], fit["levels"], marker="o")
-    left.set_xscale("log")
-    left.set_xlabel("least training FLOPs to reach the level (any size)")
+def _plot_intrinsic(plt, fit: dict, sizes: list[str], ratios: list[float]):
+    """Left: each score level against the least FLOPs reaching it, coloured by the size that does,
+    joined only between levels the same size reaches first (no line across a switch of size);
+    hollow where reached at a run's last point. Right: that size against the FLOPs, the frontier's
+    power law and the compute-optimal size of each train ratio's joint fit of Eq. 1."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.2))
+    colours = size_colours(plt, sizes)
+    compute, levels, late = np.array(fit["compute"]), np.array(fit["levels"]), np.array(fit["censored"], dtype=bool)
+    for size in sizes:
+        mine = np.array([s == size for s in fit["size"]], dtype=bool)
+        if not mine.any():
+            continue
+        for run_ in np.split(np.flatnonzero(mine), np.flatnonzero(np.diff(np.flatnonzero(mine)) > 1) + 1):
+            left.plot(compute[run_], levels[run_], color=colours[size], lw=1.2)
+        for ax, y in ((left, levels), (right, np.array(fit["params"], dtype=float))):
+            ax.scatter(compute[mine & ~late], y[mine & ~late], color=colours[size], label=size, zorder=3)
+            ax.scatter(compute[mine & late], y[mine & late], facecolors="none", edgecolors=colours[size], zorder=3)
+    _draw_size_laws(right, fit, ratios)
+    for ax in (left, right):
+        ax.set_xscale("log")
+        if compute.size:
+            tidy_log_axis(ax.xaxis, compute[compute > 0].min() if (compute > 0).any() else 1.0, compute.max())
+        ax.set_xlabel("least training FLOPs to reach the level (any size)")
     left.set_ylabel("score level")
-    censored = np.array(fit["censored"], dtype=bool)
-    compute, params = np.array(fit["compute"]), np.array(fit["params"])
-    right.scatter(compute[~censored], params[~censored], label="compute-optimal size")
-    if censored.any():
-        right.scatter(compute[censored], params[censored], marker="x", label="reached at a run's last point")
-    if fit["exponent"] is not None:
-        line = np.array([min(fit["compute"]), max(fit["compute"])])
-        label = f"N* = {fit['coefficient']:.3g} C^{fit['exponent']:.3f}, b in {_span(fit['exponent_ci'], '.3f')}"
-        right.plot(line, fit["coefficient"] * line ** fit["exponent"], color="black", label=label)
-    else:
-        right.set_title(fit["why"], fontsize=8)
-    right.set_xscale("log")
+    left.legend(title="size reaching it first (hollow: at a run's end)", fontsize=FONT, title_fontsize=FONT)
     right.set_yscale("log")
-    right.set_xlabel("training FLOPs")
-    right.set_ylabel("parameters")
-    right.legend(fontsize=7)
+    params = sorted(set(fit["params"]))
+    right.set_yticks(params, [human(p) for p in params])
+    right.minorticks_off()
+    right.set_ylabel("parameters of that size")
+    right.legend(fontsize=FONT - 1, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     return fig
 
 
-SIZE_COLOURS = "viridis"  # colormap sampled evenly along the sizes, smallest (dark) to largest
-SIZE_COLOUR_RANGE = (0.0, 0.85)  # the part of it used: its light yellow end is hard to see on white
-LEVEL_COLOURS = "plasma"  # colormap of the target scores in the ratio-frontier plot
-RATIO_STYLES = ("-", "--", ":", "-.", (0, (5, 1, 1, 1, 1, 1)), (0, (1, 4)), (0, (8, 2)))  # line style per ratio
-RATIO_MARKERS = ("o", "s", "^", "D", "v", "P", "X")  # marker per ratio where ratios are points
-FONT = 8  # legend and annotation font size (points)
+def _draw_size_laws(ax, fit: dict, ratios: list[float]) -> None:
+    """On `ax` (parameters against FLOPs): the frontier's power law N* = a C^b and, per train ratio
+    with a joint fit of Eq. 1, its N_opt(C); the frontier fit's refusal as the title."""
+    if not fit["compute"]:
+        return
+    span = np.geomspace(max(min(fit["compute"]), 1.0), max(fit["compute"]), LAW_POINTS)
+    if fit["exponent"] is not None:
+        ax.plot(span, fit["coefficient"] * span ** fit["exponent"], color="black",
+                label=f"frontier: N* = {fit['coefficient']:.3g} C^{fit['exponent']:.3f},\n"
+                      f"b in {_span(fit['exponent_ci'], '.3f')}")
+    else:
+        ax.set_title("frontier: " + fit["why"], fontsize=8, wrap=True)
+    for joint in fit.get("joint", []):
+        if joint["why"] is None:
+            ax.plot(span, joint["coefficient"] * span ** joint["exponent"], color="gray",
+                    linestyle=ratio_style(ratios, joint["train_ratio"]),
+                    label=f"Eq. 1, ratio {joint['train_ratio']:g}: N_opt ~ C^{joint['exponent']:.3f}\n"
+                          f"in {_span(joint['ci']['exponent'], '.3f')}")
 
 
 def size_colours(plt, sizes: list[str]) -> dict[str, tuple]:
@@ -962,19 +1105,21 @@ def human(value: float) -> str:
 
 def _plot_efficiency(plt, fit: dict, sizes: list[str], ratios: list[float]):
     """Env steps to reach each target score against train ratio, a line per size with its bootstrap
-    interval; a hollow marker where a run reached the score only at its last point."""
+    interval, the sizes set a little apart along x (`DODGE`) so that equal values stay visible; a
+    hollow marker where a run reached the score only at its last point."""
     levels, colours = fit["efficiency_levels"], size_colours(plt, sizes)
     fig, axes = plt.subplots(1, max(len(levels), 1), figsize=(3.6 * max(len(levels), 1) + 1, 3.6), squeeze=False,
                              sharey=True)
     for j, (ax, level) in enumerate(zip(axes[0], levels)):
         missed = []
-        for size in sizes:
+        for k, size in enumerate(sizes):
             rows = [r for r in fit["efficiency"] if r["size"] == size and np.isfinite(r["steps"][j])]
             missed += [f"{r['size']} r{r['train_ratio']:g}" for r in fit["efficiency"]
                        if r["size"] == size and not np.isfinite(r["steps"][j])]
             if not rows:
                 continue
-            x, y = np.array([r["train_ratio"] for r in rows]), np.array([r["steps"][j] for r in rows])
+            x = np.array([r["train_ratio"] for r in rows]) * DODGE ** (k - (len(sizes) - 1) / 2)
+            y = np.array([r["steps"][j] for r in rows])
             bounds = np.array([r["ci"][j] or (v, v) for r, v in zip(rows, y)])
             ax.errorbar(x, y, yerr=[y - bounds[:, 0], bounds[:, 1] - y], color=colours[size], marker="o", capsize=3,
                         label=size)
@@ -983,12 +1128,13 @@ def _plot_efficiency(plt, fit: dict, sizes: list[str], ratios: list[float]):
         ax.set_title(f"score {level:.4g}: {EFFICIENCY_SHARES[j]:.0%} of the way\nfrom random play to the best",
                      fontsize=9)
         ax.set_xscale("log", base=2)
+        ax.set_xlim(min(ratios) / RATIO_MARGIN, max(ratios) * RATIO_MARGIN)
         ax.set_xticks(ratios, [f"{q:g}" for q in ratios])
         ax.minorticks_off()
         ax.set_xlabel("train ratio")
         if missed:
-            ax.text(0.02, 0.02, "not reached: " + ", ".join(missed), transform=ax.transAxes, fontsize=FONT - 1,
-                    wrap=True)
+            ax.text(0.0, NOTE_BELOW, "not reached: " + ", ".join(missed), transform=ax.transAxes, va="top",
+                    fontsize=FONT - 1, wrap=True)
     axes[0, 0].set_yscale("log")
     readable_log_axis(axes[0, 0].yaxis)
     axes[0, 0].set_ylabel("env steps to reach the score\n(seed mean, 95% bootstrap interval)")
@@ -1052,6 +1198,37 @@ def _plot_wall_clock(plt, runs: list[dict], grid: np.ndarray, window_steps: floa
     return fig
 
 
+def _plot_joint(plt, fit: dict, sizes: list[str], ratios: list[float]):
+    """Per train ratio with a joint fit: each point of the fit (a size reaching a score level, at
+    the env steps it took, against the level's fitted intrinsic performance) coloured by size, and
+    Eq. 1's curve I(N, E) for each size; None where no ratio has a fit."""
+    fitted = [j for j in fit.get("joint", []) if j["why"] is None]
+    if not fitted:
+        return None
+    colours = size_colours(plt, sizes)
+    fig, axes = plt.subplots(1, len(fitted), figsize=(4.6 * len(fitted) + 1.4, 3.8), squeeze=False)
+    for ax, joint in zip(axes[0], fitted):
+        data = joint["data"]
+        span = np.geomspace(data["steps"].min() / FLOPS_MARGIN, data["steps"].max() * FLOPS_MARGIN, LAW_POINTS)
+        for size in [s for s in sizes if s in set(data["size"])]:
+            mine = data["size"] == size
+            ax.scatter(data["steps"][mine], data["intrinsic"][mine], color=colours[size], label=size, zorder=3)
+            model = log_intrinsic(data["params"][mine][0], span, joint["alpha_n"], joint["alpha_e"], joint["n_c"],
+                                  joint["e_c"], joint["beta"])
+            ax.plot(span, np.exp(model), color=colours[size], lw=1)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        tidy_log_axis(ax.xaxis, span[0], span[-1])
+        tidy_log_axis(ax.yaxis, data["intrinsic"].min(), data["intrinsic"].max())
+        ax.set_title(f"train ratio {joint['train_ratio']:g}: alpha_N {joint['alpha_n']:.3g}, alpha_E "
+                     f"{joint['alpha_e']:.3g}", fontsize=9)
+        ax.set_xlabel("env steps to reach the level")
+    axes[0, 0].set_ylabel("intrinsic performance I (FLOPs)")
+    axes[0, -1].legend(title="size (dots: data, lines: Eq. 1)", fontsize=FONT, title_fontsize=FONT,
+                       loc="upper left", bbox_to_anchor=(1.02, 1.0))
+    return fig
+
+
 def write_plots(runs: list[dict], out: Path) -> dict:
     """The four PNG plots; returns the intrinsic-performance fit."""
     import matplotlib
@@ -1066,12 +1243,13 @@ def write_plots(runs: list[dict], out: Path) -> dict:
     figures = {
         "returns_vs_steps.png": _plot_curves(plt, runs, sizes, ratios, grid, window_steps),
         "final_heatmap.png": _plot_heatmap(plt, runs, sizes, ratios),
-        "returns_vs_flops.png": _plot_flops(plt, runs, grid, window_steps),
-        "intrinsic_performance.png": _plot_intrinsic(plt, fit),
+        "returns_vs_flops.png": _plot_flops(plt, runs, grid, window_steps, sizes, ratios),
+        "intrinsic_performance.png": _plot_intrinsic(plt, fit, sizes, ratios),
         "data_efficiency.png": _plot_efficiency(plt, fit, sizes, ratios),
         "ratio_frontiers.png": _plot_ratio_frontiers(plt, fit, ratios),
     }
     figures["returns_vs_wall_clock.png"] = _plot_wall_clock(plt, runs, grid, window_steps, sizes, ratios)
+    figures["joint_fit.png"] = _plot_joint(plt, fit, sizes, ratios)
     for name, fig in figures.items():
         if fig is None:
             continue

@@ -71,7 +71,7 @@ def test_the_flops_frontier_is_over_seed_means_as_the_fit():
     grid = np.array([100.0, 1000.0])
     fit = report.intrinsic_performance(runs, grid, 1, levels=[100.0, 152.5, 181.0], samples=10)
     assert fit["levels"] == [100.0, 152.5]
-    fig = report._plot_flops(plt, runs, grid, window_steps=1)
+    fig = report._plot_flops(plt, runs, grid, 1, ["a"], [1.0])
     frontier = [line for line in fig.axes[0].lines if line.get_label().startswith("frontier")]
     assert max(frontier[0].get_ydata()) == 152.5
     plt.close(fig)
@@ -373,3 +373,89 @@ def test_the_wall_clock_frontier_names_the_first_size_and_ratio_to_reach_each_sc
     assert "| 8 s (b r1) | 10 s (b r1) | 12 s (b r1) |" in report.efficiency_table(study)
     runs[0]["_clock"] = None  # a seed that did not log: its size drops out
     assert report.study_analyses(runs, np.array([100.0, 400.0]), 100, samples=10)["clock_frontier"]["size"][0] == "b"
+
+
+@pytest.fixture
+def plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as pyplot
+
+    yield pyplot
+    pyplot.close("all")
+
+
+def test_mean_and_standard_error_over_seeds():
+    """Seeds 1, 3, 5 at the first point: mean 3, sample std 2, standard error 2 / sqrt(3); two seeds
+    1 and 3: mean 2 and error 1, so mean +- 1 s.e. spans them; one seed: no error."""
+    mean, error = report.mean_and_error(np.array([[1.0, 1.0, 7.0], [3.0, 3.0, np.nan], [5.0, np.nan, np.nan]]))
+    assert list(mean) == pytest.approx([3.0, 2.0, 7.0]) and list(error) == pytest.approx([2 / 3**0.5, 1.0, 0.0])
+
+
+def test_curves_plot_one_colour_per_size_thin_seeds_and_a_legend_a_reader_can_read(plt):
+    """Three sizes, two seeds each: 6 thin seed lines and 3 mean lines per panel, each size one
+    colour of its own, and legend text at `FONT` points."""
+    grid, runs = line_runs(seeds=2)
+    fig = report._plot_curves(plt, runs, ["n10", "n100", "n1000"], [1.0], grid, 1)
+    lines = fig.axes[0].lines
+    seeds = [line for line in lines if line.get_linewidth() == report.SEED_WIDTH]
+    means = [line for line in lines if line.get_linewidth() == report.MEAN_WIDTH]
+    assert len(seeds) == 6 and len(means) == 3
+    assert len({line.get_color() for line in means}) == 3
+    assert {line.get_color() for line in seeds} == {line.get_color() for line in means}
+    legend = fig.axes[0].get_legend()
+    assert {text.get_fontsize() for text in legend.get_texts()} == {report.FONT}
+    assert "n10 (2 seeds)" in [text.get_text() for text in legend.get_texts()]
+
+
+def test_heatmap_shows_each_seed_and_flags_cells_below_random_play(plt):
+    """Random play scores 20 (the episodes before the first update); size a ends at 10 and 12 (mean
+    11: flagged), size b at 30 and 50 (mean 40, not flagged)."""
+    runs = [run(size=size, seed=seed, counted_steps=900, episodes=[(50, 20.0), (900, final)])
+            for size, finals in (("a", (10.0, 12.0)), ("b", (30.0, 50.0))) for seed, final in enumerate(finals)]
+    for one in runs:
+        one["final_score"] = one["_episodes"][-1]["return"]
+    fig = report._plot_heatmap(plt, runs, ["a", "b"], [1.0])
+    texts = [text.get_text() for text in fig.axes[0].texts]
+    assert "11 (random or worse)\n(10, 12)" in texts and "40\n(30, 50)" in texts
+    hatched = [patch for patch in fig.axes[0].patches if patch.get_hatch()]
+    assert len(hatched) == 1 and hatched[0].get_xy() == (-0.5, -0.5)  # the cell of size a
+
+
+def test_flops_axis_starts_near_where_the_frontier_rises(plt):
+    """The lines of `line_runs`: the frontier (seed means) starts at 0 (sizes 100 and 1,000 at 50
+    FLOPs) and first gains 5% of its rise to 3.5 (0.175) at 50 FLOPs (size 10's 0.5); the axis starts
+    `LEAD_IN` below, at 5 (after the first update, at 1 FLOP), less the margin; its ticks are
+    labelled as powers of ten."""
+    grid, runs = line_runs()
+    fig = report._plot_flops(plt, runs, grid, 1, ["n10", "n100", "n1000"], [1.0])
+    assert fig.axes[0].get_xlim()[0] == pytest.approx(50 / report.LEAD_IN / report.FLOPS_MARGIN)
+    assert report.power_label(2e11) == "2e11" and report.power_label(1e-3) == "1e-3"
+
+
+def test_intrinsic_plot_joins_levels_of_one_size_only(plt):
+    """Levels 1, 1.2 (size 10) and 2, 2.2 (size 100), 3 (size 1,000): three line pieces, none
+    across a switch of size."""
+    grid, runs = line_runs()
+    fit = report.intrinsic_performance(runs, grid, 1, levels=[1.0, 1.2, 2.0, 2.2, 3.0], samples=5)
+    assert fit["size"] == ["n10", "n10", "n100", "n100", "n1000"]
+    fig = report._plot_intrinsic(plt, fit, ["n10", "n100", "n1000"], [1.0])
+    pieces = [list(line.get_ydata()) for line in fig.axes[0].lines]
+    assert pieces == [[1.0, 1.2], [2.0, 2.2], [3.0]]
+
+
+def test_joint_fit_plot_shows_the_data_and_eq_1_per_size(plt):
+    """The noise-free curves of Eq. 1 on the levels of `EQ1_LEVELS`: a dot per point of the fit and
+    the fitted curve of each of the four sizes, which passes through its dots."""
+    runs = eq1_runs()
+    fit = {"joint": [{"train_ratio": 1.0, **eq1_fit(runs)}]}
+    fig = report._plot_joint(plt, fit, [one["size"] for one in runs], [1.0])
+    ax = fig.axes[0]
+    assert len(ax.collections) == 4 and len(ax.lines) == 4
+    data = fit["joint"][0]["data"]
+    largest = data["size"] == "n1e+05"
+    curve = ax.lines[3]
+    assert np.interp(np.log(data["steps"][largest]), np.log(curve.get_xdata()), np.log(curve.get_ydata())) == \
+        pytest.approx(np.log(data["intrinsic"][largest]), rel=1e-3)
+    assert report._plot_joint(plt, {"joint": [{"why": "no joint fit"}]}, [], []) is None
