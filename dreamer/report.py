@@ -1057,9 +1057,10 @@ def _plot_intrinsic(plt, fit: dict, sizes: list[str], ratios: list[float]):
 def _draw_size_laws(ax, fit: dict, ratios: list[float]) -> None:
     """On `ax` (parameters against FLOPs): the frontier's power law N* = a C^b and, per train ratio
     with a joint fit of Eq. 1, its N_opt(C); the frontier fit's refusal as the title."""
-    if not fit["compute"]:
+    trained = [c for c in fit["compute"] if c > 0]  # levels reached before any training have C* = 0
+    if not trained:
         return
-    span = np.geomspace(max(min(fit["compute"]), 1.0), max(fit["compute"]), LAW_POINTS)
+    span = np.geomspace(min(trained), max(trained), LAW_POINTS)
     if fit["exponent"] is not None:
         ax.plot(span, fit["coefficient"] * span ** fit["exponent"], color="black",
                 label=f"frontier: N* = {fit['coefficient']:.3g} C^{fit['exponent']:.3f},\n"

@@ -459,3 +459,15 @@ def test_joint_fit_plot_shows_the_data_and_eq_1_per_size(plt):
     assert np.interp(np.log(data["steps"][largest]), np.log(curve.get_xdata()), np.log(curve.get_ydata())) == \
         pytest.approx(np.log(data["intrinsic"][largest]), rel=1e-3)
     assert report._plot_joint(plt, {"joint": [{"why": "no joint fit"}]}, [], []) is None
+
+
+def test_plots_of_a_study_whose_levels_need_no_training(tmp_path, plt):
+    """A run whose steps cost no counted FLOPs (as a prefill's): every level has C* = 0, there is no
+    power law to draw, and every plot is still written."""
+    runs = [run(episodes=[(100, 5.0), (200, 6.0)], policy_steps=200, flops_per_update=0.0)]
+    write_sweep(tmp_path, runs)
+    _, fit = report.report(tmp_path)
+    assert set(fit["compute"]) == {0.0} and fit["exponent"] is None
+    for name in ("returns_vs_steps.png", "final_heatmap.png", "returns_vs_flops.png", "intrinsic_performance.png",
+                 "data_efficiency.png", "ratio_frontiers.png"):
+        assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
