@@ -130,7 +130,7 @@ def cmd_sweep(args: argparse.Namespace) -> None:
 
     sweep = Sweep(env=args.env, sizes=_list(args.sizes), ratios=_list(args.train_ratios, float),
                   seeds=args.seeds, steps=args.steps, out=Path(args.out), overrides=args.overrides,
-                  device=args.device, parallel=args.parallel, recipe=args.recipe)
+                  device=args.device, parallel=args.parallel, recipe=args.recipe, flops_budget=args.flops_budget)
     progress = run_sweep(sweep, backend=args.backend, address=args.address, gpus_per_run=args.gpus_per_run,
                          cpus_per_run=args.cpus_per_run)
     counts = progress.counts()
@@ -277,7 +277,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--recipe", default="2023", help="2023 (P1) or 2024 (arXiv v2 / Nature)")
     p.add_argument("--train-ratios", required=True, help="comma-separated ratios, e.g. 64,256,1024")
     p.add_argument("--seeds", type=int, default=1, help="seeds per point: 0 .. N-1")
-    p.add_argument("--steps", type=int, required=True, help="policy steps per run")
+    p.add_argument("--steps", type=int, help="policy steps per run (or --flops-budget)")
+    p.add_argument("--flops-budget", type=float, metavar="F",
+                   help="instead of --steps: run each point until its training FLOPs reach F, so every size gets "
+                        "the same compute (e.g. 1e13)")
     p.add_argument("--out", required=True, help="folder of the study; a run per point inside")
     p.add_argument("--parallel", type=int, default=1, help="runs at once (local backend); CPU threads are split")
     p.add_argument("--backend", default="local", help="local, or ray (pip install 'dreamer-rl[ray]')")

@@ -6,12 +6,18 @@ the others from their checkpoints. Compute accounting: FLOPs of one learner upda
 step are counted once per configuration with torch's FLOP counter (`OUT/flops.json`); a finished
 run's `compute.json` adds its updates, policy steps (those with random actions and those the train
 ratio counted among them), total training FLOPs, wall-clock and device.
+
+With a FLOPs budget instead of a number of steps, each point runs until its training FLOPs (as
+`compute.json` counts them) reach the budget: a small model takes more env steps than a large one,
+so the study's sizes are compared at equal compute rather than cut off at equal steps
+(`budget_steps`, `train_point`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import subprocess
 import sys
@@ -33,6 +39,7 @@ from dreamer.envs import spaces
 from dreamer.envs.install import require
 from dreamer.recipes import build_agent
 from dreamer.logging import read_jsonl
+from dreamer.replay import TrainRatio
 
 STATES = ("queued", "running", "done", "failed")
 
@@ -86,12 +93,13 @@ class Sweep:
     sizes: list[str]  # presets or NAME:DETER/CNN/UNITS/LAYERS
     ratios: list[float]
     seeds: int
-    steps: int
+    steps: int | None  # env steps per run; None with a FLOPs budget
     out: Path
     overrides: list[str] = dataclasses.field(default_factory=list)
     device: str = "auto"
     parallel: int = 1
     recipe: str = "2023"
+    flops_budget: float | None = None  # training FLOPs per run, instead of `steps`
 
     def points(self) -> list[Point]:
         names = [parse_size(size, self.recipe)[0] for size in self.sizes]
@@ -105,17 +113,19 @@ class Sweep:
                 return (CUSTOM_BASE[self.recipe] if dims else name), dims
         raise KeyError(name)
 
-    def config(self, point: Point):
+    def config(self, point: Point, steps: int | None = None):
+        """The point's config, running `steps` env steps (default: the sweep's)."""
         preset, dims = self._size_args(point.size)
         flags = {"recipe": self.recipe, "env": self.env, "size": preset, "train_ratio": point.ratio, "seed": point.seed,
-                 "steps": self.steps, "logdir": str(self.out / point.name), "device": self.device}
+                 "steps": steps or self.steps, "logdir": str(self.out / point.name), "device": self.device}
         return load_config([*self.overrides, *dims], flags)
 
-    def command(self, point: Point) -> list[str]:
-        cfg = self.config(point)
+    def command(self, point: Point, steps: int | None = None) -> list[str]:
+        """`dreamer train` for the point, running `steps` env steps (default: the sweep's)."""
+        cfg = self.config(point, steps)
         preset, dims = self._size_args(point.size)
         args = [sys.executable, "-m", "dreamer", "train", "--recipe", self.recipe, "--env", self.env, "--size", preset,
-                "--train-ratio", f"{point.ratio:g}", "--seed", str(point.seed), "--steps", str(self.steps),
+                "--train-ratio", f"{point.ratio:g}", "--seed", str(point.seed), "--steps", str(cfg.run.steps),
                 "--logdir", cfg.logdir, "--device", self.device]
         for override in [*self.overrides, *dims]:
             args += ["--set", override]
@@ -125,6 +135,10 @@ class Sweep:
         """Build every point's config once, so a bad size, key or value fails before anything runs."""
         if self.seeds < 1 or self.parallel < 1:
             raise ConfigError(f"--seeds and --parallel must be >= 1, got {self.seeds} and {self.parallel}")
+        if (self.steps is None) == (self.flops_budget is None):
+            raise ConfigError("give either --steps N (env steps per run) or --flops-budget F (training FLOPs per run)")
+        if self.flops_budget is not None and not self.flops_budget > 0:
+            raise ConfigError(f"--flops-budget must be > 0, got {self.flops_budget:g}")
         for point in self.points():
             self.config(point)
 
@@ -179,6 +193,32 @@ def device_kind(device: str) -> str:
     return f"cpu ({os.cpu_count()} cores)"
 
 
+def training_flops(steps: int, start: int, random: int, ratio: float, replayed: int, flops: dict[str, float]) -> float:
+    """Training FLOPs by env step `steps` as `compute.json` counts them: the train ratio's updates
+    over the steps after `start` (the exact schedule, `TrainRatio`), and a policy step for each
+    step after the `random` prefill steps."""
+    updates = TrainRatio(ratio, replayed).total_after(max(steps - start, 0))
+    return updates * flops["flops_per_update"] + max(steps - random, 0) * flops["flops_per_policy_step"]
+
+
+def budget_steps(sweep: Sweep, point: Point, flops: dict[str, float], start: int | None = None) -> int:
+    """The fewest env steps (a whole number of iterations of `run.envs` steps) whose training FLOPs
+    (`training_flops`) reach the sweep's budget. Training is taken to start after the prefill
+    unless `start` says where it did (a finished attempt's steps less the steps its ratio counted;
+    under recipe 2024 the replay must first hold a batch, so the first attempt falls short and
+    `train_point` runs it on)."""
+    cfg = sweep.config(point, steps=1)
+    envs, replayed = cfg.run.envs, cfg.replay.batch_size * cfg.replay.batch_length
+    random = -(-cfg.run.prefill // envs) * envs
+    start = random if start is None else start
+    rate = point.ratio / replayed * flops["flops_per_update"] + flops["flops_per_policy_step"]
+    estimate = (sweep.flops_budget + start * rate - (start - random) * flops["flops_per_policy_step"]) / rate
+    steps = max(-(-math.ceil(estimate) // envs) * envs, envs)
+    while training_flops(steps, start, random, point.ratio, replayed, flops) < sweep.flops_budget:
+        steps += envs
+    return steps
+
+
 def account(sweep: Sweep, point: Point, flops: dict[str, float], wall_clock: float) -> dict:
     """compute.json of a finished run: its counts from the final checkpoint times the counted FLOPs.
 
@@ -196,6 +236,7 @@ def account(sweep: Sweep, point: Point, flops: dict[str, float], wall_clock: flo
         "updates": updates, "policy_steps": steps, "random_steps": random, "counted_steps": payload["ratio"]["steps"],
         "total_flops": updates * flops["flops_per_update"] + (steps - random) * flops["flops_per_policy_step"],
         "wall_clock_s": wall_clock, "device": device_kind(sweep.device),
+        **({} if sweep.flops_budget is None else {"flops_budget": sweep.flops_budget}),
     }
 
 
@@ -234,14 +275,38 @@ class Progress:
         return "\n".join(lines)
 
 
-def run_point(sweep: Sweep, point: Point, threads: int) -> tuple[bool, float, str]:
-    """Train one point in a subprocess; returns (succeeded, seconds, last error line)."""
+MAX_TOP_UPS = 3  # further attempts a budgeted run gets when its training started later than assumed
+
+
+def train_point(sweep: Sweep, point: Point, flops: dict[str, float], threads: int) -> tuple[bool, str]:
+    """Train one point: for the sweep's steps, or under a FLOPs budget for `budget_steps`, then (at
+    most `MAX_TOP_UPS` times) on from its checkpoint while its counted FLOPs fall short of the
+    budget, with the steps recomputed from where its training really started. Returns (succeeded,
+    last error line)."""
+    steps = None if sweep.flops_budget is None else budget_steps(sweep, point, flops)
+    ok, _, why = run_point(sweep, point, threads, steps)
+    for _ in range(MAX_TOP_UPS if sweep.flops_budget is not None else 0):
+        if not ok:
+            break
+        record = account(sweep, point, flops, 0.0)
+        if record["total_flops"] >= sweep.flops_budget:
+            break
+        start = record["policy_steps"] - record["counted_steps"]
+        ok, _, why = run_point(sweep, point, threads, max(budget_steps(sweep, point, flops, start),
+                                                          record["policy_steps"] + sweep.config(point, 1).run.envs))
+    return ok, why
+
+
+def run_point(sweep: Sweep, point: Point, threads: int, steps: int | None = None) -> tuple[bool, float, str]:
+    """Train one point in a subprocess for `steps` env steps (default: the sweep's); returns
+    (succeeded, seconds, last error line)."""
     run = sweep.out / point.name
     run.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     start = time.perf_counter()
     with open(run / "train.log", "ab") as log:
-        code = subprocess.run(sweep.command(point), stdout=log, stderr=subprocess.STDOUT, env=env).returncode
+        code = subprocess.run(sweep.command(point, steps), stdout=log, stderr=subprocess.STDOUT,
+                              env=env).returncode
     seconds = time.perf_counter() - start
     with open(run / "attempts.jsonl", "a") as f:
         f.write(json.dumps({"seconds": seconds, "exit_code": code}) + "\n")
@@ -293,7 +358,7 @@ def run_sweep(sweep: Sweep, printer: Callable[[str], None] = print, backend: str
 
     def work(point: Point) -> None:
         progress.set(point, "running")
-        ok, _, why = run_point(sweep, point, threads)
+        ok, why = train_point(sweep, point, flops[point.size], threads)
         _finish(sweep, progress, flops, point, ok, why)
 
     with ThreadPoolExecutor(max_workers=sweep.parallel) as pool:
@@ -308,7 +373,7 @@ def _run_ray(ray, sweep: Sweep, progress: Progress, flops: dict, todo: list[Poin
     if started_here:
         ray.init(address=address, include_dashboard=False, log_to_driver=False)
     task = ray.remote(num_cpus=cpus_per_run, num_gpus=gpus_per_run)(_ray_task)
-    pending = {task.remote(sweep, point, cpus_per_run): point for point in todo}
+    pending = {task.remote(sweep, point, flops[point.size], cpus_per_run): point for point in todo}
     try:
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1, timeout=2.0)
@@ -330,12 +395,12 @@ def _run_ray(ray, sweep: Sweep, progress: Progress, flops: dict, todo: list[Poin
 RUNNING_MARKER = ".running"
 
 
-def _ray_task(sweep: Sweep, point: Point, threads: int) -> tuple[bool, str]:
+def _ray_task(sweep: Sweep, point: Point, flops: dict[str, float], threads: int) -> tuple[bool, str]:
     marker = sweep.out / point.name / RUNNING_MARKER
     marker.parent.mkdir(parents=True, exist_ok=True)
     marker.touch()
     try:
-        ok, _, why = run_point(sweep, point, threads)
+        ok, why = train_point(sweep, point, flops, threads)
     finally:
         marker.unlink(missing_ok=True)
     return ok, why

@@ -245,3 +245,66 @@ def test_policy_flops_are_counted_uncompiled(tmp_path, monkeypatch):
                       overrides=[*OVERRIDES, f"run.compile={setting}"], device="cpu")
         counts[setting] = count_flops(sweep, "xs")
     assert counts["on"] == counts["off"] and counts["on"]["flops_per_policy_step"] > 0
+
+
+def budget_sweep(out, budget=10_000.0, ratios=(16.0,)):
+    return Sweep(env="gym:CartPole-v1", sizes=["xs"], ratios=list(ratios), seeds=1, steps=None, out=out,
+                 overrides=OVERRIDES, device="cpu", flops_budget=budget)
+
+
+@pytest.mark.parametrize("ratio, start, steps", [(16.0, None, 90), (16.0, 70, 110), (32.0, None, 70)])
+def test_budget_steps_are_the_fewest_that_reach_the_flops_budget(tmp_path, ratio, start, steps):
+    """1,000 FLOPs per update, 3 per policy step, 64 replayed steps per update, prefill 50, budget
+    10,000. Ratio 16 (an update per 4 steps), training from step 50: 90 steps give 10 updates and 40
+    policy steps, 10,120 FLOPs; 89 give 9 updates, 9,117. Training from step 70 (the replay filled
+    later): 110 steps give 10 updates and 60 policy steps, 10,180; 109 give 9,177. Ratio 32 (an
+    update per 2 steps): 70 steps give 10 updates and 20 policy steps, 10,060."""
+    from dreamer.sweep import budget_steps, training_flops
+
+    flops = {"flops_per_update": 1000.0, "flops_per_policy_step": 3.0}
+    sweep = budget_sweep(tmp_path, ratios=(ratio,))
+    assert budget_steps(sweep, Point("xs", ratio, 0), flops, start) == steps
+    begin = 50 if start is None else start
+    assert training_flops(steps - 1, begin, 50, ratio, 64, flops) < 10_000 <= training_flops(steps, begin, 50, ratio,
+                                                                                              64, flops)
+
+
+def test_a_budgeted_run_that_started_training_late_runs_on_to_the_budget(tmp_path, monkeypatch):
+    """The first attempt (90 steps, as if training began after the prefill) counted only 20 of its
+    90 steps: training began at 70, so it ran on to 110 steps, which reach the budget."""
+    from dreamer import sweep as sweeps
+
+    runs, totals = [], iter([(9_000.0, 90, 20), (10_180.0, 110, 40)])
+    monkeypatch.setattr(sweeps, "run_point", lambda sweep, point, threads, steps: runs.append(steps) or (True, 0, ""))
+
+    def account(sweep, point, flops, wall_clock):
+        total, steps, counted = next(totals)
+        return {"total_flops": total, "policy_steps": steps, "counted_steps": counted}
+
+    monkeypatch.setattr(sweeps, "account", account)
+    flops = {"flops_per_update": 1000.0, "flops_per_policy_step": 3.0}
+    assert sweeps.train_point(budget_sweep(tmp_path), Point("xs", 16.0, 0), flops, 1) == (True, "")
+    assert runs == [90, 110]
+
+
+def test_flops_budget_sweep_runs_each_size_to_the_budget(tmp_path):
+    """A real run under a budget of the FLOPs 60 steps take at ratio 16 (prefill 50: 2 updates and
+    10 policy steps): it stops at 60 steps, its counted FLOPs at or above the budget and 59 steps'
+    (a policy step fewer) below it."""
+    from dreamer.sweep import flops_table, training_flops
+
+    probe = budget_sweep(tmp_path)
+    flops = flops_table(probe, lambda text: None)["xs"]
+    budget = training_flops(60, 50, 50, 16.0, 64, flops)
+    progress = run_sweep(budget_sweep(tmp_path, budget=budget), printer=lambda text: None)
+    assert progress.counts()["done"] == 1
+    compute = json.loads((tmp_path / "xs-r16-s0" / "compute.json").read_text())
+    assert compute["policy_steps"] == 60 and compute["updates"] == 2 and compute["flops_budget"] == budget
+    assert compute["total_flops"] >= budget > training_flops(59, 50, 50, 16.0, 64, flops)
+
+
+@pytest.mark.parametrize("extra", [[], ["--steps", "10", "--flops-budget", "1e9"]])
+def test_sweep_takes_steps_or_a_flops_budget(tmp_path, capsys, extra):
+    argv = ["sweep", "--env", "gym:CartPole-v1", "--sizes", "xs", "--train-ratios", "16", "--out", str(tmp_path)]
+    assert main([*argv, *extra]) == 2
+    assert "give either --steps N (env steps per run) or --flops-budget F" in capsys.readouterr().err
