@@ -984,10 +984,11 @@ def power_label(value: float) -> str:
     return f"{mantissa}e{int(exponent)}"
 
 
-def trained_flops(runs: list[dict], flops: np.ndarray, best: np.ndarray) -> float:
+def flops_axis_start(runs: list[dict], flops: np.ndarray, best: np.ndarray) -> float:
     """Where the FLOPs axis starts: `LEAD_IN` times below the FLOPs at which the frontier (`flops`,
-    `best`) first rises by `RISE_SHARE` of its range, and not before any run's first update. Left of that lie the prefill's and
-    the untrained policy's steps at random play, which a log axis would stretch over decades."""
+    `best`) first rises by `RISE_SHARE` of its range, and not before any run's first update. Left
+    of that lie the prefill's and the untrained policy's steps at random play, which a log axis
+    would stretch over decades."""
     first = min(float(flops_at(r, [first_update_step(r)])[0]) for r in runs)
     rises = flops[best >= best[0] + RISE_SHARE * (best[-1] - best[0])] if best.size else flops
     return max(first, float(rises[0]) / LEAD_IN) if rises.size else first
@@ -998,7 +999,7 @@ def _plot_flops(plt, runs: list[dict], grid: np.ndarray, window_steps: float, si
     their mean, colour by size and line style by ratio, and the frontier of the seed means."""
     curves = sorted(cell_curves(runs, grid, window_steps), key=lambda c: (c["params"], c["train_ratio"]))
     flops, best = flops_frontier(curves)
-    colours, start = size_colours(plt, sizes), trained_flops(runs, flops, best)
+    colours, start = size_colours(plt, sizes), flops_axis_start(runs, flops, best)
     fig, ax = plt.subplots(figsize=(7.5, 4.2))
     for c in curves:
         shown = c["flops"] >= start
