@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
+from dreamer.report import mean_and_band
+
 PARITY = Path(__file__).resolve().parents[1] / "scripts" / "parity"
 sys.path.insert(0, str(PARITY))
 
@@ -47,7 +49,7 @@ def test_curve_is_the_mean_of_the_last_episodes_ended_by_each_grid_step():
 
 def test_band_is_the_t_interval_over_seeds():
     # two seeds 0 and 2: mean 1, sd sqrt(2), half-width t(0.975, 1) * sqrt(2) / sqrt(2) = 12.706
-    mean, low, high = stats.band(np.array([[0.0], [2.0]]))
+    mean, low, high = mean_and_band(np.array([[0.0], [2.0]]))
     assert mean[0] == 1.0
     assert high[0] - mean[0] == pytest.approx(12.7062, abs=1e-3)
     assert mean[0] - low[0] == pytest.approx(12.7062, abs=1e-3)

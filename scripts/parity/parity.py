@@ -26,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
+from dreamer.report import mean_and_band
+
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
@@ -213,7 +215,7 @@ def plot(comparison: dict, out: Path) -> Path:
     for side, colour in (("official", "tab:gray"), ("ours", "tab:blue")):
         runs = comparison[side]
         curves = np.array([stats.curve(r["steps"], r["returns"], grid, task.plot_window) for r in runs])
-        mean, low, high = stats.band(curves)
+        mean, low, high = mean_and_band(curves)
         label = f"{side} ({len(runs)} seeds)"
         axes[0, 0].plot(grid, mean, color=colour, label=label)
         for single in curves:  # each seed as a thin line
@@ -225,7 +227,7 @@ def plot(comparison: dict, out: Path) -> Path:
             for term, style in zip(terms, ("-", "--", ":")):
                 ends = sorted(set.intersection(*(set(r["losses"][term]) for r in runs)))
                 values = np.array([[r["losses"][term][e] for e in ends] for r in runs])
-                mean, low, high = stats.band(values)
+                mean, low, high = mean_and_band(values)
                 axes[0, 1].plot(ends, mean, style, color=colour, label=f"{side}: {term}")
                 axes[0, 1].fill_between(ends, low, high, color=colour, alpha=0.2, linewidth=0)
     axes[0, 0].set(xlabel="env steps", ylabel=f"return, mean of the last {task.plot_window} episodes",

@@ -8,27 +8,17 @@ come per update from the official runners (`losses.jsonl`) and per log window fr
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
 import numpy as np
 from scipy import stats
 
+from dreamer.logging import read_jsonl
+
 LOSS_TERMS = ("image", "vector", "reward", "cont", "dyn", "rep")
 # Our metrics.jsonl names for the loss terms (dreamer/world_model.py and dreamer/v2024/world_model.py).
 OUR_LOSS_KEYS = {term: f"loss/{term}" for term in LOSS_TERMS}
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    """Lines of a JSONL file; a last line cut short by a killed run is left out."""
-    lines = []
-    for text in Path(path).read_text().splitlines():
-        try:
-            lines.append(json.loads(text))
-        except json.JSONDecodeError:
-            continue
-    return lines
 
 
 def episodes(logdir: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -57,17 +47,6 @@ def curve(steps: np.ndarray, returns: np.ndarray, grid: np.ndarray, window: int)
         if len(ended):
             out[i] = ended[-window:].mean()
     return out
-
-
-def band(curves: np.ndarray, confidence: float = 0.95) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Mean over seeds (rows) and its Student-t interval at each grid point: (mean, low, high)."""
-    curves = np.asarray(curves, dtype=np.float64)
-    mean = curves.mean(0)
-    n = curves.shape[0]
-    if n < 2:
-        return mean, mean.copy(), mean.copy()
-    half = stats.t.ppf(0.5 + confidence / 2, n - 1) * curves.std(0, ddof=1) / math.sqrt(n)
-    return mean, mean - half, mean + half
 
 
 def welch(ours: list[float], official: list[float], confidence: float = 0.95) -> dict[str, float]:
