@@ -157,3 +157,16 @@ def test_both_sides_get_the_same_experiment():
     assert "--losses" in crafter and value(crafter, "--jax.metrics_every") == "1"
     bf16 = settings.ours_command("2023", "fast-bf16", "cartpole", 0, "/runs/b")
     assert value(bf16, "--precision") == "bf16" and parity.official_side("2023", "fast-bf16") == "fast"
+
+
+def test_loss_runs_span_the_same_updates_in_both_recipes():
+    """Crafter runs end after 100 updates: 4 env steps each at ratio 64 and 16 x 16 batches, after
+    the 1,100-step prefill in the 2023 setting and from the start in the 2024 one."""
+    def steps(args, flag):
+        return int(args[args.index(flag) + 1])
+    for recipe, expected in (("2023", 1100 + 400), ("2024", 400)):
+        assert settings.run_steps(recipe, "crafter") == expected
+        ours = settings.ours_command(recipe, "fast", "crafter", 0, "/runs/x")
+        official = settings.official_command("py", "runner.py", "code", recipe, "fast", "crafter", 0, "/runs/y")
+        assert steps(ours, "--steps") == steps(official, "--run.steps") == expected
+    assert settings.run_steps("2024", "pendulum") == 6000

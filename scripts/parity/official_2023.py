@@ -33,9 +33,10 @@ warnings.filterwarnings('ignore', category=DeprecationWarning)
 
 import numpy as np
 
-# The official loss names (`{name}_loss` in its train metrics) and the harness's names for them.
-LOSS_NAMES = {'image_loss': 'image', 'vector_loss': 'vector', 'reward_loss': 'reward',
-              'cont_loss': 'cont', 'dyn_loss': 'dyn', 'rep_loss': 'rep'}
+# The official train metrics' loss terms (agent.py: `{name}_loss_mean`, each term's mean over the
+# batch before scaling) and the harness's names for them.
+LOSS_NAMES = {'image_loss_mean': 'image', 'vector_loss_mean': 'vector', 'reward_loss_mean': 'reward',
+              'cont_loss_mean': 'cont', 'dyn_loss_mean': 'dyn', 'rep_loss_mean': 'rep'}
 GYM_IDS = {'cartpole': 'CartPole-v1', 'pendulum': 'Pendulum-v1'}
 
 

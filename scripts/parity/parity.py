@@ -38,7 +38,7 @@ RUNNERS = {"2023": HERE / "official_2023.py", "2024": HERE / "official_2024.py"}
 RESULT_COLUMNS = ["implementation", "recipe", "task", "setting", "seed", "env_steps", "final_return", "mean_return"]
 SINGLE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
                  "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"}
-LATE_WINDOWS = 4  # loss verdicts: mean over the last 4 windows (100 updates at the fast settings)
+LATE_WINDOWS = 2  # loss verdicts: mean over the last 2 windows (the last 50 of 100 updates at the fast settings)
 
 
 def run_name(impl: str, recipe: str, task: str, setting: str, seed: int) -> str:
@@ -65,8 +65,8 @@ def env_steps(logdir: Path, impl: str) -> int:
     return int(lines[-1]["step"]) if lines else 0
 
 
-def finished(logdir: Path, impl: str, task: str) -> bool:
-    return env_steps(logdir, impl) >= settings.TASKS[task].steps
+def finished(logdir: Path, impl: str, recipe: str, task: str) -> bool:
+    return env_steps(logdir, impl) >= settings.run_steps(recipe, task)
 
 
 def command(args: argparse.Namespace, seed: int, logdir: Path) -> list[str]:
@@ -85,7 +85,7 @@ def run(args: argparse.Namespace) -> None:
     todo = []
     for seed in args.seeds:
         logdir = Path(args.runs) / run_name(args.impl, args.recipe, args.task, args.setting, seed)
-        if finished(logdir, args.impl, args.task):
+        if finished(logdir, args.impl, args.recipe, args.task):
             print(f"parity: {logdir.name} is finished", flush=True)
             continue
         todo.append((logdir, command(args, seed, logdir)))
@@ -115,7 +115,7 @@ def collect_runs(runs: Path) -> list[dict]:
     found = []
     for logdir in sorted(p for p in Path(runs).iterdir() if p.is_dir()):
         fields = parse_name(logdir.name)
-        if fields is None or not finished(logdir, fields["implementation"], fields["task"]):
+        if fields is None or not finished(logdir, fields["implementation"], fields["recipe"], fields["task"]):
             continue
         steps, returns = stats.episodes(logdir)
         task = settings.TASKS[fields["task"]]
@@ -208,7 +208,7 @@ def plot(comparison: dict, out: Path) -> Path:
     import matplotlib.pyplot as plt
 
     task = settings.TASKS[comparison["task"]]
-    grid = np.linspace(0, task.steps, 61)[1:]
+    grid = np.linspace(0, settings.run_steps(comparison["recipe"], comparison["task"]), 61)[1:]
     panels = 1 + bool(comparison["ours"][0]["losses"])
     fig, axes = plt.subplots(1, panels, figsize=(6 * panels, 4), squeeze=False)
     seen = []  # every seed's curve: the y range, so that a wide band over few seeds does not flatten them

@@ -19,6 +19,9 @@ class Task:
     window: int  # episodes in the final return ("mean of the last N episodes")
     losses: bool = False  # record the world model's loss terms per update (image tasks)
     plot_window: int = 20  # episodes averaged at each point of a plotted curve
+    # Loss tasks: the run ends after this many updates in either recipe, so that both recipes'
+    # loss curves span the same updates (the 2023 setting prefills, the 2024 one does not).
+    updates: int | None = None
 
 
 TASKS = {
@@ -26,7 +29,8 @@ TASKS = {
     # 200-step episodes: 30 in a run, so the plotted curves average 5 of them, not 20
     "pendulum": Task("gym:Pendulum-v1", 6000, 20, plot_window=5),
     # Crafter at the same widths: returns barely move in a CPU budget, the world model's losses do.
-    "crafter": Task("crafter", 2300, 20, losses=True),
+    # 100 updates: the official 2023 code takes 6-10 s per Crafter update on one thread here.
+    "crafter": Task("crafter", 0, 20, losses=True, updates=100),
 }
 
 # Env steps per line of our metrics.jsonl on image tasks: the loss curves of both codes are
@@ -34,10 +38,19 @@ TASKS = {
 LOSS_WINDOW = 100
 
 PREFILL = 1100  # random steps before training; the official 2023 loop prefills in blocks of 100
-BATCH_LENGTH = 16
+BATCH_SIZE, BATCH_LENGTH, TRAIN_RATIO = 16, 16, 64
 # The official 2023 loop prefills until its replay holds `train_fill` windows, and a replay of n
 # steps holds n - batch_length + 1 of them: this stops it at PREFILL steps, where ours stops.
 OFFICIAL_2023_FILL = PREFILL - BATCH_LENGTH + 1
+
+
+def run_steps(recipe: str, task: str) -> int:
+    """Env steps of one run: the task's, or for a loss task its prefill (P1 only) and updates."""
+    job = TASKS[task]
+    if job.updates is None:
+        return job.steps
+    prefill = PREFILL if recipe == "2023" else 0
+    return prefill + job.updates * BATCH_SIZE * BATCH_LENGTH // TRAIN_RATIO  # 4 env steps per update
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,7 +72,7 @@ def _flags(**values: object) -> tuple[str, ...]:
 # hidden layer everywhere (the vector encoder and decoder too), 8 x 8 latents, 16 x 16 batches and
 # learning rates about 30x the paper's, ratio 64, one env. fp32: the official code runs fp32 on a CPU.
 P1_FAST = Setting(
-    ours=("--recipe", "2023", "--size", "xs", "--train-ratio", "64", "--prefill", str(PREFILL),
+    ours=("--recipe", "2023", "--size", "xs", "--train-ratio", str(TRAIN_RATIO), "--prefill", str(PREFILL),
           "--precision", "fp32", *_sets(
               "dims.deter=64", "dims.cnn_depth=16", "dims.units=64", "dims.layers=1",
               "encoder.mlp_units=64", "encoder.mlp_layers=1", "decoder.mlp_units=64", "decoder.mlp_layers=1",
@@ -71,17 +84,17 @@ P1_FAST = Setting(
         encoder__mlp_units=64, encoder__mlp_layers=1, decoder__mlp_units=64, decoder__mlp_layers=1,
         reward_head__units=64, reward_head__layers=1, cont_head__units=64, cont_head__layers=1,
         actor__units=64, actor__layers=1, critic__units=64, critic__layers=1,
-        batch_size=16, batch_length=BATCH_LENGTH, model_opt__lr=3e-3, actor_opt__lr=1e-3, critic_opt__lr=1e-3,
-        run__train_ratio=64, run__train_fill=OFFICIAL_2023_FILL),
+        batch_size=BATCH_SIZE, batch_length=BATCH_LENGTH, model_opt__lr=3e-3, actor_opt__lr=1e-3, critic_opt__lr=1e-3,
+        run__train_ratio=TRAIN_RATIO, run__train_fill=OFFICIAL_2023_FILL),
 )
 
 # The 2024 recipe at the learning table's fast settings: size1m, 16 x 16 batches, LaProp at 1e-3
 # after 100 warm-up updates (the reference: 4e-5 after 1,000), ratio 64, one env, no prefill on
 # either side. SETTINGS-2024.md maps every key; official_2024.py's base gives size1m, fp32, one env.
 V2024_FAST = Setting(
-    ours=("--recipe", "2024", "--size", "size1m", "--train-ratio", "64", "--precision", "fp32", *_sets(
+    ours=("--recipe", "2024", "--size", "size1m", "--train-ratio", str(TRAIN_RATIO), "--precision", "fp32", *_sets(
         f"replay.batch_length={BATCH_LENGTH}", "run.envs=1", "v2024.optim.lr=1e-3", "v2024.optim.warmup=100")),
-    official=_flags(run__train_ratio=64, batch_length=BATCH_LENGTH, agent__opt__lr=1e-3, agent__opt__warmup=100),
+    official=_flags(run__train_ratio=TRAIN_RATIO, batch_length=BATCH_LENGTH, agent__opt__lr=1e-3, agent__opt__warmup=100),
 )
 
 SETTINGS = {
@@ -99,7 +112,7 @@ OFFICIAL_RUNS = {("2023", "fast-bf16"): "fast"}
 def ours_command(recipe: str, setting: str, task: str, seed: int, logdir: str) -> list[str]:
     spec, job = SETTINGS[recipe, setting], TASKS[task]
     log_every = LOSS_WINDOW if job.losses else 500
-    return ["dreamer", "train", "--env", job.env, "--steps", str(job.steps), "--seed", str(seed),
+    return ["dreamer", "train", "--env", job.env, "--steps", str(run_steps(recipe, task)), "--seed", str(seed),
             "--logdir", logdir, "--device", "cpu", *spec.ours,
             "--set", f"run.log_every={log_every}", "--set", "run.video_every=0"]
 
@@ -110,4 +123,4 @@ def official_command(python: str, runner: str, code: str, recipe: str, setting: 
     extra = ["--losses", *_flags(jax__metrics_every=1)] if job.losses and recipe == "2023" else (
         ["--losses"] if job.losses else [])
     return [python, runner, "--code", code, "--task", task, "--logdir", logdir, "--seed", str(seed),
-            "--run.steps", str(job.steps), *spec.official, *extra]
+            "--run.steps", str(run_steps(recipe, task)), *spec.official, *extra]
