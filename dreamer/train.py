@@ -40,7 +40,7 @@ import numpy as np
 import torch
 import yaml
 
-from dreamer import checkpoint, compiler, distributed, precision, render
+from dreamer import checkpoint, compiler, distributed, precision, provenance, render
 from dreamer.agent import AgentPolicy, resolve_device
 from dreamer.config import Config, ConfigError, continued_config, from_yaml, identity, load_config, to_yaml
 from dreamer.console import Console, log, setup_logging
@@ -148,6 +148,7 @@ class Trainer:
             computes = precision.describe(cfg.run.precision, self.device)
             used = f"# this process: device {self.device}, precision {computes} (run.precision: {cfg.run.precision})\n"
             checkpoint.atomic_write(self.logdir / CONFIG_FILE, lambda f: f.write((used + to_yaml(cfg)).encode()))
+            provenance.record_start(self.logdir, self.progress.step, self.device, computes, self.ranks.world)
             self.logger = Logger(self.logdir, resume_step=self.progress.step)
         def make_envs(env_seed: int):
             with self.stop.children_ignore_signals():

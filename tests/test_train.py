@@ -3,13 +3,17 @@
 import json
 import re
 import signal
+import subprocess
+from pathlib import Path
 
 import pytest
 import torch
 
+import dreamer
 from dreamer import checkpoint
 from dreamer.cli import main
 from dreamer.config import load_config
+from dreamer.logging import read_jsonl
 from dreamer.train import Trainer
 from tests.conftest import FAST, train_args
 
@@ -61,6 +65,13 @@ def test_resume_continues_step_counter_ratio_and_replay(tmp_path):
     assert final["progress"]["step"] == 200 and final["ratio"] == {"steps": 150, "updates": 150}
     steps = [row["step"] for row in read_metrics(logdir)]
     assert steps == sorted(set(steps)) and steps[-1] == 200  # no step logged twice
+    # one record per start: where it started, on what code and with how many CPU threads
+    starts = read_jsonl(logdir / "starts.jsonl")
+    assert [start["step"] for start in starts] == [0, 100]
+    assert all(start["cpu_threads"] == torch.get_num_threads() and start["device"] == "cpu" for start in starts)
+    git = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(dreamer.__file__).parent, capture_output=True, text=True)
+    if git.returncode == 0:
+        assert starts[0]["commit"].split("+")[0] == git.stdout.strip()
 
 
 def test_resume_flag_needs_a_checkpoint(tmp_path, capsys):
