@@ -44,13 +44,20 @@ BATCH_SIZE, BATCH_LENGTH, TRAIN_RATIO = 16, 16, 64
 OFFICIAL_2023_FILL = PREFILL - BATCH_LENGTH + 1
 
 
+# Steps before the first update: the 2023 setting's random prefill; the 2024 loops (both codes)
+# train once the replay holds batch_size x batch_length windows, each batch_length + 1 steps long
+# (one step of context for the stored latent): 272 steps (6,000-step runs made (6000 - 272) / 4 =
+# 1,432 updates here, 1,433 in the official code).
+FIRST_UPDATE = {"2023": PREFILL, "2024": BATCH_SIZE * BATCH_LENGTH + BATCH_LENGTH}
+
+
 def run_steps(recipe: str, task: str) -> int:
-    """Env steps of one run: the task's, or for a loss task its prefill (P1 only) and updates."""
+    """Env steps of one run: the task's, or for a loss task the steps before the first update and
+    then 4 per update (ratio 64, 16 x 16 batches)."""
     job = TASKS[task]
     if job.updates is None:
         return job.steps
-    prefill = PREFILL if recipe == "2023" else 0
-    return prefill + job.updates * BATCH_SIZE * BATCH_LENGTH // TRAIN_RATIO  # 4 env steps per update
+    return FIRST_UPDATE[recipe] + job.updates * BATCH_SIZE * BATCH_LENGTH // TRAIN_RATIO
 
 
 @dataclasses.dataclass(frozen=True)
