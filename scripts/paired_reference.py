@@ -344,6 +344,7 @@ def _time_reference(ref, tools, torch, config, logdir: pathlib.Path, args: argpa
     tools.simulate(random_policy, envs, episodes, config.traindir, logger,
                    limit=config.dataset_size, steps=config.prefill)
     logger.step += config.prefill * config.action_repeat
+    print(f"reference prefill: {config.prefill} random steps, {len(episodes)} episodes", flush=True)
     dataset = ref.make_dataset(episodes, config)
     agent = ref.Dreamer(envs[0].observation_space, space, config, logger, dataset).to(config.device)
     agent.requires_grad_(requires_grad=False)
@@ -354,6 +355,7 @@ def _time_reference(ref, tools, torch, config, logdir: pathlib.Path, args: argpa
         start = time.perf_counter()
         agent._train(batch)
         seconds.append(time.perf_counter() - start)
+        print(f"reference update {len(seconds)}: {seconds[-1]:.2f} s", flush=True)  # stdout is stderr here
     for env in envs:
         try:
             env.close()
