@@ -1,11 +1,15 @@
-"""Data-parallel training on CPU: two gloo processes against the single-process maths, and a
-two-process `torchrun` training run."""
+"""Data-parallel training on CPU: two gloo processes against the single-process maths (both
+recipes), two-process `torchrun` training runs, and the refusal to continue a run with another
+number of processes."""
 
 import datetime
 import json
 import subprocess
 import sys
+from pathlib import Path
 
+import numpy as np
+import pytest
 import torch
 import torch._inductor.config
 import torch.distributed as dist
@@ -13,9 +17,15 @@ import torch.multiprocessing as mp
 
 from dreamer import distributed
 from dreamer.agent import Agent
+from dreamer.behavior import scale_actor_loss
+from dreamer.bench import agent_batch
 from dreamer.checkpoint import load_latest
+from dreamer.cli import main
+from dreamer.config import load_config
 from dreamer.replay import TrainRatio
-from tests.conftest import act_space, obs_space, random_batch, tiny_config, train_args
+from dreamer.runlock import LOCK_NAME
+from dreamer.v2024.agent import Agent2024
+from tests.conftest import TINY_2024, act_space, obs_space, random_batch, tiny_config, train_args
 
 WORLD = 2
 
@@ -79,6 +89,76 @@ def test_two_ranks_average_gradients_and_stay_in_step(tmp_path):
     assert not torch.equal(first["wm.rssm.gru.linear.weight"], start["wm.rssm.gru.linear.weight"])
 
 
+def _agent_2024() -> Agent2024:
+    torch.manual_seed(0)
+    return Agent2024(load_config(TINY_2024, {"env": "gym:CartPole-v1"}), obs_space(image=False, vector=4),
+                     act_space(size=2))
+
+
+def _batch_2024(agent: Agent2024, rank: int) -> dict[str, np.ndarray]:
+    """A (B, T + 1) batch with the stored latents of its steps, other on each rank."""
+    return agent_batch(agent, obs_space(image=False, vector=4), act_space(size=2), 3, 6, seed=rank)
+
+
+def _rank_main_2024(rank: int, store: str, out: str) -> None:
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=WORLD)
+    torch.manual_seed(rank)  # rank 1 builds other weights; distribute() must replace them by rank 0's
+    agent = Agent2024(load_config(TINY_2024, {"env": "gym:CartPole-v1"}), obs_space(image=False, vector=4),
+                      act_space(size=2))
+    agent.distribute()
+    same_start = all(torch.equal(a, b) for a, b in zip(agent.parameters(), _agent_2024().parameters()))
+    stepped = []  # the gradients each LaProp step is given, after the learner averaged them
+    agent.learner.optimizer.register_step_pre_hook(
+        lambda opt, args, kwargs: stepped.append([p.grad.clone() for p in opt.param_groups[0]["params"]]))
+    metrics = []
+    for update in range(2):
+        torch.manual_seed(10 * update + rank)  # each rank's own imagination and latent samples
+        metrics.append(agent.train(_batch_2024(agent, rank)))
+    torch.save({"grads": stepped[0], "state": agent.state_dict(), "metrics": metrics, "broadcast": same_start},
+               f"{out}/rank{rank}-2024.pt")
+    dist.destroy_process_group()
+
+
+def test_two_2024_ranks_average_gradients_and_stay_in_step(tmp_path):
+    """The 2024 update under DDP: the gradient its one LaProp step takes is the mean of the
+    single-process gradients of each rank's batch, with the return scale S taken over both ranks'
+    imagined returns (design-2024.md 6.2); the ranks stay identical."""
+    mp.spawn(_rank_main_2024, args=(str(tmp_path / "store"), str(tmp_path)), nprocs=WORLD, join=True)
+    ranks = [torch.load(tmp_path / f"rank{r}-2024.pt", weights_only=False) for r in range(WORLD)]
+    assert all(r["broadcast"] for r in ranks)  # rank 1's own init was replaced by rank 0's
+
+    # The first update by hand, in one process: each rank's losses from its batch and RNG, one
+    # return scale from the returns of both (rank order, as `distributed.concat` joins them).
+    reference = _agent_2024()
+    learner = reference.learner
+    parts = []
+    for rank in range(WORLD):
+        torch.manual_seed(rank)
+        parts.append(learner.losses(reference.to_tensors(_batch_2024(reference, rank)))[0])
+    learner.return_norm.update(torch.cat([losses["returns"] for losses in parts]))
+    params = learner.optimizer.param_groups[0]["params"]
+    single = []  # per rank: the gradient of each parameter (zeros where it has none)
+    for losses in parts:
+        losses["policy"] = scale_actor_loss(*losses["policy_terms"], learner.return_norm.scale())
+        learner.zero_grad(set_to_none=True)
+        learner.total(losses).backward()
+        single.append([torch.zeros_like(p) if p.grad is None else p.grad.clone() for p in params])
+    assert any(not torch.equal(a, b) for a, b in zip(*single))  # the ranks' gradients differ: the mean matters
+    expected = [sum(grads) / WORLD for grads in zip(*single)]
+    for r in ranks:
+        for got, want in zip(r["grads"], expected, strict=True):
+            torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-7)
+
+    # After two updates on different batches, every parameter and buffer agrees across ranks, the
+    # weights moved (the second update's learning rate is past 0) and the metrics are the ranks' means.
+    first, second = ranks[0]["state"], ranks[1]["state"]
+    assert first.keys() == second.keys()
+    for key in first:
+        torch.testing.assert_close(first[key], second[key], rtol=0, atol=0, msg=key)
+    assert ranks[0]["metrics"] == ranks[1]["metrics"]
+    assert not torch.equal(first["learner.critic.out.weight"], reference.state_dict()["learner.critic.out.weight"])
+
+
 def test_torchrun_two_processes_train_one_run(tmp_path):
     logdir = tmp_path / "run"
     steps, prefill, ratio = 300, 50, 64
@@ -105,22 +185,47 @@ def test_torchrun_two_processes_train_one_run(tmp_path):
     assert episodes and payload["progress"]["episodes"] == len(episodes)
 
 
-def test_torchrun_two_processes_train_a_2024_run(tmp_path):
-    """The 2024 learner under DDP: each rank trains from its own replay (with its stored latents)
-    once that holds batch_size x batch_length windows; the ratio counts both ranks' steps from then."""
+@pytest.fixture(scope="module")
+def run_2024(tmp_path_factory) -> Path:
+    """A 2024 run of 200 steps trained by two `torchrun` processes (one run for the tests below)."""
     from tests.test_v2024_agent import args_2024
 
-    logdir = tmp_path / "run"
+    logdir = tmp_path_factory.mktemp("ddp2024") / "run"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={WORLD}",
            "-m", "dreamer", *args_2024(logdir, 200)]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
-    records = [json.loads(line) for line in (logdir / "metrics.jsonl").read_text().splitlines()]
+    return logdir
+
+
+def test_torchrun_two_processes_train_a_2024_run(run_2024):
+    """The 2024 learner under DDP: each rank trains from its own replay (with its stored latents)
+    once that holds batch_size x batch_length windows; the ratio counts both ranks' steps from then."""
+    records = [json.loads(line) for line in (run_2024 / "metrics.jsonl").read_text().splitlines()]
     # each rank's replay holds 4 x 16 windows of 17 steps after 80 of its steps: global step 160
     assert records[-1]["perf/updates"] == TrainRatio(32, WORLD * 4 * 16).total_after(200 - 160) == 10
-    _, payload = load_latest(logdir / "checkpoints")
+    _, payload = load_latest(run_2024 / "checkpoints")
     assert [sum(r["replay_written"]) for r in payload["ranks"]] == [100, 100]
-    assert (logdir / "replay" / "latents.npz").is_file() and (logdir / "replay-rank1" / "latents.npz").is_file()
+    assert (run_2024 / "replay" / "latents.npz").is_file() and (run_2024 / "replay-rank1" / "latents.npz").is_file()
+
+
+def test_a_run_continues_only_with_the_number_of_processes_that_saved_it(run_2024, capsys):
+    """Each rank's replay, RNGs and env state are saved per rank: the two-process run continued by
+    one process is refused with one line that names the checkpoint, and nothing of the run changes."""
+    from tests.test_v2024_agent import args_2024
+
+    path, _ = load_latest(run_2024 / "checkpoints")
+    def files() -> dict[Path, int]:  # the run's files and their times, but the lock every command takes
+        return {p.relative_to(run_2024): p.stat().st_mtime_ns for p in run_2024.rglob("*")
+                if p.is_file() and p.name != LOCK_NAME}
+
+    before = files()
+    capsys.readouterr()
+    assert main(args_2024(run_2024, 240)) == 2
+    err = capsys.readouterr().err
+    assert err.splitlines() == [f"dreamer: error: {path} was saved by {WORLD} ranks; this run has 1; "
+                                f"accepted: the same number of processes"]
+    assert files() == before
 
 
 def test_setup_gives_collectives_time_for_a_first_compile_and_shares_the_cores(monkeypatch):

@@ -38,6 +38,50 @@ def test_bootstrap_resamples_seeds_within_each_game():
         assert low < fn(spread) < high
 
 
+RLIABLE_REPS = 5000  # bootstrap samples on each side of the comparison with rliable
+
+
+def test_aggregates_and_iqm_interval_agree_with_rliable():
+    """The report's Atari100k aggregates and stratified-bootstrap interval against rliable (Agarwal
+    et al. 2021), the field's reference code, on 5 seeds x 26 games of heavy-tailed scores.
+
+    The point values are the same maths (rliable's IQM is scipy's 25 % trimmed mean, which also cuts
+    floor(n / 4) from each end), equal up to the order of the sums. The intervals are percentile
+    intervals over resamples of the seeds within each game on both sides, but drawn by different
+    RNGs, so they agree in distribution only: the sample q-quantile of B draws lies at a rank whose
+    share of the bootstrap distribution has standard deviation sqrt(q (1 - q) / B), and the
+    difference of two independent estimates sqrt(2) times that. Each of rliable's bounds must lie
+    within 4 such standard deviations of the nominal share of our own bootstrap distribution, and so
+    must ours."""
+    rly = pytest.importorskip("rliable.library")
+    metrics = pytest.importorskip("rliable.metrics")
+    rng = np.random.default_rng(0)
+    matrix = rng.lognormal(rng.normal(-1.0, 1.0, 26), 0.5, (5, 26))  # (seeds, games): rliable's layout
+    scores = {f"game{j}": list(matrix[:, j]) for j in range(matrix.shape[1])}
+    for ours, theirs in ((protocols.aggregate_mean, metrics.aggregate_mean),
+                         (protocols.aggregate_median, metrics.aggregate_median),
+                         (protocols.aggregate_iqm, metrics.aggregate_iqm)):
+        assert ours(scores) == pytest.approx(theirs(matrix), rel=1e-12, abs=0), ours.__name__
+
+    drawn = []  # our bootstrap distribution: the statistic of every resample bootstrap_ci takes
+
+    def recorded(resample):
+        drawn.append(protocols.aggregate_iqm(resample))
+        return drawn[-1]
+
+    low, high = protocols.bootstrap_ci(scores, recorded, samples=RLIABLE_REPS, level=protocols.CI_LEVEL)
+    np.random.seed(0)  # rliable's StratifiedBootstrap draws from numpy's global RNG
+    _, intervals = rly.get_interval_estimates({"run": matrix}, lambda x: np.array([metrics.aggregate_iqm(x)]),
+                                              reps=RLIABLE_REPS, confidence_interval_size=protocols.CI_LEVEL)
+    their_low, their_high = intervals["run"].ravel()
+    tail = (1 - protocols.CI_LEVEL) / 2
+    slack = 4 * math.sqrt(2 * tail * (1 - tail) / RLIABLE_REPS)
+    assert len(drawn) == RLIABLE_REPS
+    for share, bounds in ((tail, (low, their_low)), (1 - tail, (high, their_high))):
+        band = np.quantile(drawn, [share - slack, share + slack])
+        assert all(band[0] <= bound <= band[1] for bound in bounds), (share, band, bounds)
+
+
 def test_crafter_protocol_by_hand():
     blank = {f"achievement_{name}": 0.0 for name in ACHIEVEMENTS}
     episodes = [

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from dreamer import checkpoint
+from dreamer.config import load_config
 from tests import kill_harness
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -102,8 +103,8 @@ def test_a_second_signal_exits_at_once(name):
 
 
 def test_torchrun_ranks_stop_at_the_same_step(tmp_path):
-    """SIGTERM to rank 1 alone: rank 0 stops at the same iteration and writes one checkpoint that
-    holds both ranks' replay positions."""
+    """SIGTERM to rank 1 alone: rank 0 stops at the same iteration, at a step where the ranks agree,
+    and writes one checkpoint that holds both ranks' replay positions; the ranks exit 143."""
     logdir = tmp_path / "run"
     proc = _start([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
                    "-m", "dreamer", *kill_harness.run_args(logdir, 400)])
@@ -117,7 +118,22 @@ def test_torchrun_ranks_stop_at_the_same_step(tmp_path):
             ranks[int(rank)] = int(pid)
     os.kill(ranks[1], signal.SIGTERM)
     err = proc.communicate(timeout=300)[1]
-    stopped_at = int(STOP_LINE.search(err).group(1).replace(",", ""))
+    # Both ranks stop cleanly at one step (each prints the stop line as it returns 143); the ranks
+    # agree on stopping every `run.agree_every` steps, so that step is the first such after the signal.
+    stops = {int(step.replace(",", "")) for step in STOP_LINE.findall(err)}
+    assert len(STOP_LINE.findall(err)) == 2 and len(stops) == 1, err[-3000:]
+    stopped_at = stops.pop()
+    agree_every = load_config([], {"env": "gym:CartPole-v1"}).run.agree_every
+    assert stopped_at % agree_every == 0 and 100 <= stopped_at < 400
+    assert err.count("Traceback (most recent call last)") == 1, err[-3000:]  # torchrun's own, of its report
+    # torchrun ends with status 1 and reports its workers' statuses: the first rank to exit left with
+    # 143 (SIGTERM's clean stop). The other either does too or, once its checkpoint is written and
+    # its handlers are gone, is ended by the SIGTERM torchrun sends the rest of a failed group (-15).
+    assert proc.returncode == 1, err[-3000:]
+    report = re.search(r"Root Cause.*?exitcode\s*: (-?\d+).*", err, re.S)
+    exits = [int(code) for code in re.findall(r"^\s*exitcode\s*: (-?\d+)", err, re.M)]  # the report's, per rank
+    assert report and int(report.group(1)) == 143, err[-3000:]
+    assert len(exits) == 2 and set(exits) <= {143, -signal.SIGTERM}, err[-3000:]
     _, payload = checkpoint.load_latest(logdir / "checkpoints")
-    assert payload["progress"]["step"] == stopped_at < 400
+    assert payload["progress"]["step"] == stopped_at
     assert [sum(r["replay_written"]) for r in payload["ranks"]] == [stopped_at // 2] * 2
